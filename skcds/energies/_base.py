@@ -1,0 +1,298 @@
+"""The :class:`Energy` contract and the wrappers for a user's own density.
+
+Sign convention: a target density is ``rho(x) = exp(-E(x))``; ``log_prob(x) = -E(x)`` up to
+the unknown constant ``log Z``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..exceptions import EnergyError
+
+__all__ = ["Energy", "from_energy", "from_log_prob"]
+
+
+def _check_batch(x: Tensor, dim: int, name: str = "x") -> Tensor:
+    """Check that ``x`` is a floating tensor of shape ``(n, dim)``."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"'{name}' must be a torch.Tensor of shape (n, {dim}); got {type(x).__name__}.")
+    if not x.is_floating_point():
+        raise TypeError(f"'{name}' must be a floating-point tensor; got dtype {x.dtype}.")
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise ValueError(f"'{name}' must be of shape (n, {dim}); got shape {tuple(x.shape)}.")
+    return x
+
+
+def _check_output(out: Tensor, x: Tensor, where: str) -> Tensor:
+    """Check an energy's output: shape ``(n,)``, dtype of ``x``, no NaN and no ``+inf``."""
+    if not isinstance(out, Tensor) or out.shape != (x.shape[0],):
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise EnergyError(
+            f"{where}.log_prob must return a tensor of shape ({x.shape[0]},) for an input of "
+            f"shape {tuple(x.shape)}; got {shape}."
+        )
+    bad = torch.isnan(out) | (out == math.inf)
+    if bool(bad.any()):
+        raise EnergyError(
+            f"{where}.log_prob returned {int(bad.sum())} non-finite value(s) (NaN or +inf) for "
+            f"{x.shape[0]} input(s); -inf (zero density) is allowed, NaN and +inf are not."
+        )
+    return out.to(x.dtype)
+
+
+class Energy(torch.nn.Module):
+    """Base class of target densities ``rho(x) = exp(-E(x))``.
+
+    Subclasses set ``dim`` and implement :meth:`_log_prob`; they may override
+    :meth:`_grad_log_prob` with a closed form (the default uses autograd), :meth:`_sample`
+    with an exact sampler, and :attr:`log_normalizer` with the known ``log Z``.
+    Parameters are stored as buffers, so ``energy.to(device, dtype)`` moves them and energies
+    pickle like any :class:`torch.nn.Module`. Implementations call ``buffer.to(x)`` so that
+    device and dtype always follow the input.
+
+    The public methods validate their inputs and outputs once; the sampler's inner loops call
+    the private ``_log_prob`` and ``_grad_log_prob`` directly.
+
+    Attributes
+    ----------
+    dim : int
+        Dimension of the sample space.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skcds.energies import from_log_prob
+    >>> energy = from_log_prob(lambda x: -0.5 * (x ** 2).sum(-1), dim=2)
+    >>> energy.log_prob(torch.zeros(3, 2))
+    tensor([0., 0., 0.])
+    """
+
+    dim: int
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Unnormalised log-density ``-E(x)``.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, dim)
+            Points at which to evaluate the density.
+
+        Returns
+        -------
+        torch.Tensor of shape (n,)
+            ``log rho(x)``; ``-inf`` where the density is zero.
+        """
+        x = _check_batch(x, self.dim)
+        return _check_output(self._log_prob(x), x, type(self).__name__)
+
+    def energy(self, x: Tensor) -> Tensor:
+        """Energy ``E(x) = -log rho(x)``; see :meth:`log_prob`."""
+        return -self.log_prob(x)
+
+    def _grad_log_prob(self, x: Tensor) -> Tensor:
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self._log_prob(x).sum(), x)
+        return grad
+
+    def grad_log_prob(self, x: Tensor) -> Tensor:
+        """Score ``grad log rho(x)`` of shape ``(n, dim)`` (autograd unless overridden)."""
+        return self._grad_log_prob(_check_batch(x, self.dim))
+
+    @property
+    def log_normalizer(self) -> float | None:
+        """Exact ``log Z = log of the integral of rho``, or ``None`` when it is unknown."""
+        return None
+
+    @property
+    def can_sample(self) -> bool:
+        """Whether :meth:`sample` draws exact samples from the normalised target."""
+        return type(self)._sample is not Energy._sample
+
+    def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Exact samples from the normalised target ``rho / Z``.
+
+        Parameters
+        ----------
+        n : int
+            Number of samples.
+        generator : torch.Generator, optional
+            Source of randomness; samples live on the generator's device.
+
+        Returns
+        -------
+        torch.Tensor of shape (n, dim)
+
+        Raises
+        ------
+        NotImplementedError
+            If no exact sampler is known for this target (see :attr:`can_sample`).
+        """
+        if not self.can_sample:
+            raise NotImplementedError(f"{type(self).__name__} has no exact sampler.")
+        if not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"'n' must be a non-negative int; got {n!r}.")
+        return self._sample(int(n), generator)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class _CallableLogProb(Energy):
+    """A user's torch callable returning ``log rho`` (``sign=+1``) or ``E`` (``sign=-1``)."""
+
+    def __init__(self, fn: Callable[[Tensor], Tensor], dim: int, sign: float) -> None:
+        super().__init__()
+        if not callable(fn):
+            raise TypeError(f"'fn' must be callable; got {type(fn).__name__}.")
+        if not isinstance(dim, (int, np.integer)) or dim < 1:
+            raise ValueError(f"'dim' must be a positive int; got {dim!r}.")
+        self.fn, self.dim, self.sign = fn, int(dim), sign
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        out = self.fn(x)
+        if not isinstance(out, Tensor):
+            raise EnergyError(
+                f"the wrapped function must return a torch.Tensor; got {type(out).__name__}. "
+                "For a numpy function pass backend='numpy'."
+            )
+        return self.sign * out
+
+
+class _FiniteDifferenceLogProb(torch.autograd.Function):
+    """Evaluate a numpy log-density; its gradient by central finite differences."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, energy: "_NumpyLogProb") -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.energy = energy
+        return energy._numpy_log_prob(x)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad_out[:, None] * ctx.energy._finite_difference_grad(x), None
+
+
+class _NumpyLogProb(_CallableLogProb):
+    """A user's numpy callable; gradients by central finite differences (2 * dim calls)."""
+
+    def __init__(self, fn, dim: int, sign: float, step: float = 1e-4) -> None:
+        super().__init__(fn, dim, sign)
+        self.step = step
+
+    def _numpy_log_prob(self, x: Tensor) -> Tensor:
+        array = x.detach().cpu().double().numpy()
+        out = np.asarray(self.fn(array), dtype=np.float64)
+        if out.shape != (array.shape[0],):
+            raise EnergyError(
+                f"the wrapped numpy function must return an array of shape ({array.shape[0]},) "
+                f"for an input of shape {array.shape}; got {out.shape}."
+            )
+        return torch.from_numpy(self.sign * out).to(device=x.device, dtype=x.dtype)
+
+    def _finite_difference_grad(self, x: Tensor) -> Tensor:
+        n, d = x.shape
+        offsets = self.step * torch.eye(d, dtype=torch.float64, device=x.device)
+        xd = x.detach().double()
+        plus = (xd[:, None, :] + offsets).reshape(n * d, d)
+        minus = (xd[:, None, :] - offsets).reshape(n * d, d)
+        diff = self._numpy_log_prob(plus).double() - self._numpy_log_prob(minus).double()
+        return (diff.reshape(n, d) / (2 * self.step)).to(x.dtype)
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        return _FiniteDifferenceLogProb.apply(x, self)
+
+    def _grad_log_prob(self, x: Tensor) -> Tensor:
+        return self._finite_difference_grad(x)
+
+
+def _wrap(fn: Callable, dim: int, sign: float, backend: str) -> Energy:
+    if backend == "torch":
+        return _CallableLogProb(fn, dim, sign)
+    if backend == "numpy":
+        return _NumpyLogProb(fn, dim, sign)
+    raise ValueError(f"'backend' must be one of ['numpy', 'torch']; got {backend!r}.")
+
+
+def from_log_prob(fn: Callable, dim: int, *, backend: str = "torch") -> Energy:
+    """Wrap a user's **log-density** ``log rho(x)`` (larger is more probable) as an :class:`Energy`.
+
+    Parameters
+    ----------
+    fn : callable
+        Maps a batch of shape ``(n, dim)`` to ``log rho`` of shape ``(n,)``. With
+        ``backend='torch'`` it receives and returns torch tensors and is differentiated with
+        autograd; with ``backend='numpy'`` it receives and returns numpy arrays (float64) and
+        its gradient is taken by central finite differences (``2 * dim`` extra calls per batch).
+    dim : int
+        Dimension of the sample space.
+    backend : {'torch', 'numpy'}, default='torch'
+        The array library ``fn`` works with.
+
+    Returns
+    -------
+    Energy
+
+    See Also
+    --------
+    from_energy : the same for an energy ``E(x) = -log rho(x)``.
+
+    Notes
+    -----
+    A fitted sampler keeps its energy; joblib can pickle it only if ``fn`` is a module-level
+    function (not a lambda or a closure).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skcds.energies import from_log_prob
+    >>> energy = from_log_prob(lambda x: -0.5 * (x ** 2).sum(1), dim=2, backend="numpy")
+    >>> energy.grad_log_prob(torch.ones(1, 2))
+    tensor([[-1.0000, -1.0000]])
+    """
+    return _wrap(fn, dim, 1.0, backend)
+
+
+def from_energy(fn: Callable, dim: int, *, backend: str = "torch") -> Energy:
+    """Wrap a user's **energy** ``E(x) = -log rho(x)`` (smaller is more probable) as an :class:`Energy`.
+
+    Parameters
+    ----------
+    fn : callable
+        Maps a batch of shape ``(n, dim)`` to ``E`` of shape ``(n,)``; see
+        :func:`from_log_prob` for the backends.
+    dim : int
+        Dimension of the sample space.
+    backend : {'torch', 'numpy'}, default='torch'
+        The array library ``fn`` works with.
+
+    Returns
+    -------
+    Energy
+
+    See Also
+    --------
+    from_log_prob : the same for a log-density.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skcds.energies import from_energy
+    >>> energy = from_energy(lambda x: 0.5 * (x ** 2).sum(-1), dim=2)
+    >>> energy.log_prob(torch.ones(1, 2))
+    tensor([-1.])
+    """
+    return _wrap(fn, dim, -1.0, backend)
