@@ -1,5 +1,26 @@
-"""Target densities ``rho(x) = exp(-E(x))``; ``log_prob(x) = -E(x)``."""
+"""Target densities ``rho(x) = exp(-E(x))``; ``log_prob(x) = -E(x)``.
+
+Built-in targets (definitions in ``method.md`` §5): :class:`GaussianMixture` (the 9-mode grid
+and the 40-mode GMM), :class:`Funnel`, :class:`ManyWell` (MW54, MW52), :class:`FabManyWell`
+(the 32-D ManyWell), :class:`LGCP` and :class:`LogisticRegressionPosterior`. A user's own
+density is wrapped with :func:`from_log_prob` or :func:`from_energy`.
+"""
 
 from ._base import Energy, from_energy, from_log_prob
+from ._funnel import Funnel
+from ._gaussian_mixture import GaussianMixture
+from ._lgcp import LGCP
+from ._logistic import LogisticRegressionPosterior
+from ._many_well import FabManyWell, ManyWell
 
-__all__ = ["Energy", "from_energy", "from_log_prob"]
+__all__ = [
+    "LGCP",
+    "Energy",
+    "FabManyWell",
+    "Funnel",
+    "GaussianMixture",
+    "LogisticRegressionPosterior",
+    "ManyWell",
+    "from_energy",
+    "from_log_prob",
+]

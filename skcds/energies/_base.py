@@ -69,8 +69,8 @@ class Energy(torch.nn.Module):
     >>> import torch
     >>> from skcds.energies import from_log_prob
     >>> energy = from_log_prob(lambda x: -0.5 * (x ** 2).sum(-1), dim=2)
-    >>> energy.log_prob(torch.zeros(3, 2))
-    tensor([0., 0., 0.])
+    >>> energy.log_prob(torch.ones(3, 2))
+    tensor([-1., -1., -1.])
     """
 
     dim: int
@@ -260,8 +260,8 @@ def from_log_prob(fn: Callable, dim: int, *, backend: str = "torch") -> Energy:
     >>> import numpy as np
     >>> from skcds.energies import from_log_prob
     >>> energy = from_log_prob(lambda x: -0.5 * (x ** 2).sum(1), dim=2, backend="numpy")
-    >>> energy.grad_log_prob(torch.ones(1, 2))
-    tensor([[-1.0000, -1.0000]])
+    >>> energy.grad_log_prob(torch.ones(1, 2, dtype=torch.float64)).round(decimals=6)
+    tensor([[-1., -1.]], dtype=torch.float64)
     """
     return _wrap(fn, dim, 1.0, backend)
 

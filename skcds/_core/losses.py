@@ -1,0 +1,49 @@
+"""Training losses on importance log-weights ``log_w = log rho(x_T) - log_rnd`` (method.md
+§1.3, §2.1). Every loss has the signature ``loss(log_w) -> (value, n_masked)``; samples whose
+log-weight is non-finite or beyond ``1e8`` in magnitude are masked out (as the reference
+code does) without any host–device synchronisation. New losses go in :data:`LOSSES`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["LOSSES", "get_loss", "kl", "log_variance"]
+
+_LIMIT = 1e8
+
+
+def _mask(log_w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Finite, bounded entries: returns (zero-filled log_w, mask as float, count)."""
+    keep = torch.isfinite(log_w) & (log_w.abs() < _LIMIT)
+    filled = torch.where(keep, log_w, torch.zeros_like(log_w))
+    return filled, keep.to(log_w.dtype), keep.sum()
+
+
+def log_variance(log_w: Tensor) -> tuple[Tensor, Tensor]:
+    """Log-variance divergence ``Var[log_w]`` over the finite samples (DIS; shift-invariant,
+    so the unknown ``log Z`` drops out). Unbiased sample variance."""
+    filled, keep, count = _mask(log_w)
+    n = count.clamp(min=2).to(log_w.dtype)
+    mean = filled.sum() / n
+    var = (keep * (filled - mean).square()).sum() / (n - 1)
+    return var, log_w.shape[0] - count
+
+
+def kl(log_w: Tensor) -> tuple[Tensor, Tensor]:
+    """Reverse KL divergence up to ``log Z``: ``-E[log_w]`` (PIS/DDS); needs a rollout that is
+    differentiable end to end (reparametrisation)."""
+    filled, keep, count = _mask(log_w)
+    return -filled.sum() / count.clamp(min=1).to(log_w.dtype), log_w.shape[0] - count
+
+
+LOSSES = {"log_variance": log_variance, "kl": kl}
+
+
+def get_loss(name: str):
+    """The loss registered under ``name`` in :data:`LOSSES`."""
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise ValueError(f"'loss' must be one of {sorted(LOSSES)}; got {name!r}.") from None

@@ -1,0 +1,153 @@
+"""The control network of DIS/SCDS (method.md §2.2, §4.2).
+
+``u(t, x[, d]) = clip_m(MLP(t, x[, d])) + sigma(t) clip_m(s(t)) clip_s(lerp(t, x))`` where
+``lerp = (1 - t/T) grad log p_prior(x) + (t/T) grad log rho(x)`` (``langevin='lerp'``, DIS) or
+``u = clip_m(MLP) + clip_m(s(t)) clip_s(grad log rho(x))`` (``langevin='score'``, PIS/DDS).
+Time-only parts (the time embedding and ``s(t)``) are computed once per time point and
+broadcast over the batch; that is what makes the batched training pass cheap.
+
+Weights are initialised from an explicit ``torch.Generator`` (``skip_init`` keeps torch's
+global RNG untouched), with PyTorch's default uniform bounds; output layers start at zero.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["ControlNet", "FourierTimeEmbedding", "TimeFeatures"]
+
+
+def _linear(n_in: int, n_out: int, generator: torch.Generator | None, zero: bool = False):
+    """``nn.Linear`` with PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)) init, or zeros."""
+    layer = nn.utils.skip_init(nn.Linear, n_in, n_out)
+    bound = 0.0 if zero else 1.0 / math.sqrt(n_in)
+    with torch.no_grad():
+        for p in (layer.weight, layer.bias):
+            p.uniform_(-bound, bound, generator=generator) if bound else p.zero_()
+    return layer
+
+
+class FourierTimeEmbedding(nn.Module):
+    """``[sin(c t + phi), cos(c t + phi)]`` with fixed ``c = linspace(0.1, 100)`` and learned
+    phases ``phi``, then an MLP with GELU activations."""
+
+    def __init__(
+        self, dim_out: int, *, width: int = 64, n_layers: int = 2, generator=None
+    ) -> None:
+        super().__init__()
+        self.register_buffer("frequencies", torch.linspace(0.1, 100.0, width))
+        self.phases = nn.Parameter(torch.randn(width, generator=generator))
+        sizes = [2 * width] + [width] * (n_layers - 1) + [dim_out]
+        self.layers = nn.ModuleList(
+            _linear(a, b, generator) for a, b in zip(sizes[:-1], sizes[1:])
+        )
+
+    def forward(self, t: Tensor) -> Tensor:  # (m,) -> (m, dim_out)
+        angle = t[:, None] * self.frequencies + self.phases
+        h = torch.cat([angle.sin(), angle.cos()], dim=-1)
+        for i, layer in enumerate(self.layers):
+            h = layer(h if i == 0 else nn.functional.gelu(h))
+        return h
+
+
+class TimeFeatures(NamedTuple):
+    """Time-only parts of the control at ``m`` time points, each broadcastable over a batch."""
+
+    embedding: Tensor  # (m, 1, width) time (+ step) embedding of the MLP
+    scale: Tensor  # (m, 1, 1) clipped s(t)
+    lerp_weight: Tensor  # (m, 1, 1) t / T
+    sigma: Tensor  # (m, 1, 1) diffusion coefficient sigma(t)
+
+
+class ControlNet(nn.Module):
+    """The control ``u_theta(t, x[, d])`` of DIS (``LerpCtrl``) and its step-conditioned form.
+
+    Parameters
+    ----------
+    dim : int
+        Dimension of the state.
+    width : int, default=64
+        Width of the MLP and of the time embeddings.
+    langevin : {'lerp', 'score'}, default='lerp'
+        Langevin-style term: interpolation of prior and target scores (DIS) or the target score
+        alone (PIS/DDS).
+    step_conditioned : bool, default=False
+        Add an embedding of the step size ``d`` to the MLP input (SCDS).
+    terminal_time : float, default=1.0
+        ``T``, for the interpolation weight ``t / T``.
+    clip : float, default=10.0
+        Initial element-wise clamp of the MLP output, ``s(t)`` and the Langevin term; stored as
+        buffers so that the training schedule can raise it in place (graph-safe).
+    generator : torch.Generator, optional
+        Source of the initial weights.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        width: int = 64,
+        langevin: str = "lerp",
+        step_conditioned: bool = False,
+        terminal_time: float = 1.0,
+        clip: float = 10.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.dim, self.langevin, self.terminal_time = dim, langevin, terminal_time
+        self.step_conditioned = step_conditioned
+        self.register_buffer("clip_model", torch.tensor(clip))
+        self.register_buffer("clip_score", torch.tensor(clip))
+        g = generator
+        self.time_embedding = FourierTimeEmbedding(width, width=width, n_layers=2, generator=g)
+        self.step_embedding = (
+            FourierTimeEmbedding(width, width=width, n_layers=2, generator=g)
+            if step_conditioned
+            else None
+        )
+        self.state_embedding = _linear(dim, width, g)
+        self.hidden = nn.ModuleList(_linear(width, width, g) for _ in range(2))
+        self.output = _linear(width, dim, g, zero=True)
+        self.scale_net = FourierTimeEmbedding(1, width=width, n_layers=4, generator=g)
+        with torch.no_grad():  # s(t) starts at 1 (DIS) or 0.01 (PIS/DDS)
+            self.scale_net.layers[-1].weight.zero_()
+            self.scale_net.layers[-1].bias.fill_(1.0 if langevin == "lerp" else 0.01)
+
+    def time_features(self, t: Tensor, sigma: Tensor, step: Tensor | None = None) -> TimeFeatures:
+        """Time-only parts at times ``t`` of shape ``(m,)`` (``sigma`` and ``step`` alike)."""
+        embedding = self.time_embedding(t)
+        if self.step_embedding is not None:
+            if step is None:
+                raise ValueError("this control is step-conditioned: 'step' is required.")
+            embedding = embedding + self.step_embedding(step.expand_as(t))
+        scale = self.scale_net(t).clamp(-self.clip_model, self.clip_model)
+        column = (-1, 1, 1)
+        return TimeFeatures(
+            embedding[:, None, :],
+            scale.reshape(column),
+            (t / self.terminal_time).reshape(column),
+            sigma.expand_as(t).reshape(column),
+        )
+
+    def control(self, features: TimeFeatures, x: Tensor, score: Tensor) -> Tensor:
+        """``u`` for states ``x`` of shape ``(m, n, d)`` (or ``(n, d)`` with ``m = 1``)."""
+        h = self.state_embedding(x) + features.embedding
+        for layer in self.hidden:
+            h = layer(nn.functional.gelu(h))
+        out = self.output(nn.functional.gelu(h)).clamp(-self.clip_model, self.clip_model)
+        if self.langevin == "lerp":
+            w = features.lerp_weight
+            guide = ((1 - w) * -x + w * score).clamp(-self.clip_score, self.clip_score)
+            return out + features.sigma * features.scale * guide
+        return out + features.scale * score.clamp(-self.clip_score, self.clip_score)
+
+    def forward(
+        self, t: Tensor, x: Tensor, score: Tensor, sigma: Tensor, step: Tensor | None = None
+    ) -> Tensor:
+        """``u(t, x)`` at one time ``t`` (0-d tensor) for ``x`` and ``score`` of shape ``(n, d)``."""
+        features = self.time_features(t.reshape(1), sigma.reshape(1), step)
+        return self.control(features, x[None], score[None])[0]

@@ -1,0 +1,212 @@
+"""Rollouts: Euler–Maruyama SDE sampling with log-RND accumulation, and the Euler
+probability-flow ODE (method.md §1.4, §2.1).
+
+Every rollout loop is a fixed sequence of tensor operations writing into preallocated
+buffers: no host–device synchronisation and no Python branching on tensor values per step.
+The same loop therefore runs eagerly (the reference path, on any device) and under CUDA-graph
+capture (:class:`CapturedSDE`, one launch per rollout). The standard normal increments are
+drawn up front in one call from the caller's generator.
+
+A *control* is any object with ``time_features(t, sigma, step)`` and
+``control(features, x, score)``, as :class:`~skcds._core.networks.ControlNet` has; tests use
+analytic controls with the same two methods.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .networks import TimeFeatures
+
+__all__ = [
+    "CapturedSDE",
+    "Rollout",
+    "euler_maruyama",
+    "probability_flow",
+    "standard_normal",
+    "training_log_rnd",
+]
+
+
+class Rollout(NamedTuple):
+    """The record of an SDE rollout on ``N`` steps for ``n`` samples of dimension ``d``.
+
+    ``log_w = log_target - log_rnd`` is the importance log-weight of the terminal sample
+    (method.md §2.1): ``log_rnd`` is ``log p_prior(x_0) + sum_k [|u_k|^2 dt / 2 + u_k . dW_k]
+    - int div(drift)``, the log-RND of the generative path against the reference without
+    the target term.
+    """
+
+    x: Tensor  # (n, d) terminal states
+    log_rnd: Tensor  # (n,)
+    log_target: Tensor  # (n,) log rho(x)
+    xs: Tensor | None = None  # (N + 1, n, d) states, when recorded
+    scores: Tensor | None = None  # (N + 1, n, d) target scores at the states
+    controls: Tensor | None = None  # (N, n, d) controls that drove the SDE
+    noise: Tensor | None = None  # (N, n, d) standard normal increments
+
+    @property
+    def log_weights(self) -> Tensor:
+        return self.log_target - self.log_rnd
+
+
+def standard_normal(shape, *, generator, dtype, device) -> Tensor:
+    """Standard normal increments from an explicit generator (never the global RNG)."""
+    return torch.randn(shape, generator=generator, dtype=dtype, device=device)
+
+
+def _step_features(features: TimeFeatures, k: int) -> TimeFeatures:
+    return TimeFeatures(*(f[k : k + 1] for f in features))
+
+
+def _time_features(control, process, times: Tensor, step: Tensor | None) -> TimeFeatures:
+    t = times[:-1]
+    return control.time_features(t, process.diffusion(t), step)
+
+
+def _sde(control, process, energy, times, x0, noise, step=None, record=True, generator=None):
+    """Euler–Maruyama from ``x0`` accumulating ``log_rnd`` (method.md §2.1, evaluation form).
+
+    ``noise`` holds the ``(N, n, d)`` increments; if ``None`` they are drawn step by step from
+    ``generator`` (sampling, where storing them all would cost ``N`` times the memory).
+    """
+    features = _time_features(control, process, times, step)
+    dts = times[1:] - times[:-1]
+    log_rnd = process.prior_log_prob(x0) - process.divergence_integral(
+        times[0], times[-1], x0.shape[-1]
+    )
+    x, xs, scores, controls = x0, [x0], [], []
+    for k in range(dts.shape[0]):
+        dt, score = dts[k], energy._grad_log_prob(x)
+        u = control.control(_step_features(features, k), x[None], score[None])[0]
+        xi = noise[k] if noise is not None else standard_normal(
+            x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        sigma, dw = features.sigma[k, 0], dt.sqrt() * xi
+        log_rnd = log_rnd + (0.5 * dt * u.square() + u * dw).sum(-1)
+        x = x + (process.drift(times[k], x) + sigma * u) * dt + sigma * dw
+        if record:
+            xs.append(x), scores.append(score), controls.append(u)
+    if not record:
+        return Rollout(x, log_rnd, energy._log_prob(x))
+    scores.append(energy._grad_log_prob(x))
+    stack = torch.stack
+    return Rollout(x, log_rnd, energy._log_prob(x), stack(xs), stack(scores), stack(controls),
+                   noise)
+
+
+def euler_maruyama(
+    control,
+    process,
+    energy,
+    times: Tensor,
+    x0: Tensor,
+    noise: Tensor | None = None,
+    step: Tensor | None = None,
+    *,
+    record: bool = True,
+    generator: torch.Generator | None = None,
+) -> Rollout:
+    """Simulate the controlled SDE on ``times`` from ``x0``.
+
+    Parameters
+    ----------
+    control : ControlNet or compatible
+        The control ``u``.
+    process : reference process
+        Drift, diffusion and prior (see :mod:`skcds._core.reference`).
+    energy : Energy
+        Target; its ``_grad_log_prob`` feeds the control and ``_log_prob`` the weights.
+    times : Tensor of shape (N + 1,)
+        Time grid.
+    x0 : Tensor of shape (n, d)
+        Initial states (prior samples).
+    noise : Tensor of shape (N, n, d), optional
+        Standard normal increments; drawn step by step from ``generator`` when omitted.
+    step : Tensor, optional
+        Step-size conditioning of a step-conditioned control.
+    record : bool, default=True
+        Keep the trajectory (states, scores, controls), as the training losses need.
+    generator : torch.Generator, optional
+        Source of the increments when ``noise`` is omitted.
+
+    Returns
+    -------
+    Rollout
+        Under ``torch.no_grad`` this is the detached rollout of the log-variance loss; with
+        gradients enabled it is differentiable end to end (the KL loss).
+    """
+    if noise is None and record:
+        noise = standard_normal((times.shape[0] - 1, *x0.shape), generator=generator,
+                                dtype=x0.dtype, device=x0.device)
+    return _sde(control, process, energy, times, x0, noise, step, record, generator)
+
+
+def training_log_rnd(control, process, times: Tensor, roll: Rollout, step=None) -> Tensor:
+    """``log_rnd`` of a detached rollout, differentiable in the control (method.md §2.1).
+
+    The states do not depend on the parameters (the SDE was driven by the detached control),
+    so the control is re-evaluated on all ``N x n`` states in one batched call. At equal
+    parameters its value equals ``roll.log_rnd``; its gradient is that of the log-variance
+    loss's "change_sde_ctrl" form ``sum_k u_k (u_k^sde - u_k / 2) dt + u_k dW_k``.
+    """
+    features = _time_features(control, process, times, step)
+    u = control.control(features, roll.xs[:-1], roll.scores[:-1])  # (N, n, d)
+    dt = (times[1:] - times[:-1]).reshape(-1, 1, 1)
+    running = u * (roll.controls - 0.5 * u) * dt + u * dt.sqrt() * roll.noise
+    constant = process.divergence_integral(times[0], times[-1], roll.x.shape[-1])
+    return running.sum((0, 2)) + process.prior_log_prob(roll.xs[0]) - constant
+
+
+def probability_flow(
+    control, process, energy, times: Tensor, x0: Tensor, step: Tensor | None = None
+) -> Tensor:
+    """Explicit Euler on the probability-flow ODE ``dx/dt = drift + sigma u / 2`` (§1.4).
+
+    ``step`` (step-conditioned controls only) defaults to each step's own length, so that a
+    coarse grid of ``k`` steps gives the SCDS ``k``-step sampler.
+    """
+    x = x0
+    for k in range(times.shape[0] - 1):
+        t, dt = times[k], times[k + 1] - times[k]
+        d = dt if step is None else step
+        conditioning = d.reshape(1) if getattr(control, "step_conditioned", False) else None
+        features = control.time_features(t.reshape(1), process.diffusion(t).reshape(1),
+                                         conditioning)
+        u = control.control(features, x[None], energy._grad_log_prob(x)[None])[0]
+        x = x + (process.drift(t, x) + 0.5 * features.sigma[0, 0] * u) * dt
+    return x
+
+
+class CapturedSDE:
+    """A recorded Euler–Maruyama rollout captured once in a CUDA graph and replayed.
+
+    The whole ``N``-step loop (network, target score and updates) becomes one graph launch,
+    removing the Python and kernel-launch overhead that dominates an eager rollout of a small
+    network. Parameters are read from their storage at replay time, so in-place optimiser
+    updates (and in-place clip changes) are seen by every replay. The returned rollout lives
+    in static buffers that the next replay overwrites. Run under ``torch.no_grad``.
+    """
+
+    def __init__(self, control, process, energy, times: Tensor, x0: Tensor, step=None) -> None:
+        self._x0 = x0.clone()
+        self._noise = x0.new_zeros((times.shape[0] - 1, *x0.shape))
+        args = (control, process, energy, times, self._x0, self._noise, step)
+        device = x0.device
+        stream = torch.cuda.Stream(device=device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream), torch.no_grad():
+            for _ in range(2):  # warm up kernels and the allocator outside the capture
+                _sde(*args)
+        torch.cuda.current_stream(device).wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.no_grad():
+            self._out = _sde(*args)
+
+    def __call__(self, x0: Tensor, noise: Tensor) -> Rollout:
+        self._x0.copy_(x0)
+        self._noise.copy_(noise)
+        self.graph.replay()
+        return self._out

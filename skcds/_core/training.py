@@ -1,0 +1,75 @@
+"""Training utilities shared by every sampler (method.md §2.3): Adam, the step learning-rate
+decay, gradient-norm clipping, the clip schedule of the control, EMA weights for sampling,
+and the skipping of non-finite updates."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["EMA", "apply_clip_schedule", "make_optimizer", "make_scheduler", "optimizer_step"]
+
+
+def make_optimizer(params, learning_rate: float, weight_decay: float = 1e-7):
+    """Adam as in the reference code; the fused kernel on CUDA."""
+    params = list(params)
+    fused = bool(params) and params[0].is_cuda
+    return torch.optim.Adam(params, lr=learning_rate, weight_decay=weight_decay, fused=fused)
+
+
+def make_scheduler(optimizer, max_iter: int, final_factor: float = 0.02, step_size: int = 100):
+    """StepLR every ``step_size`` iterations so that the rate ends ``final_factor`` lower."""
+    gamma = final_factor ** (step_size / max(max_iter, 1))
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+
+
+def apply_clip_schedule(control: nn.Module, iteration: int, initial: float = 10.0) -> None:
+    """Clip values 10 -> 50 -> 250 at iterations 200 and 400 (the reference MultiStepParams);
+    written in place so captured graphs see the change."""
+    value = initial * 5 ** ((iteration >= 200) + (iteration >= 400))
+    for name in ("clip_model", "clip_score"):
+        buffer = getattr(control, name, None)
+        if buffer is not None:
+            buffer.fill_(value)
+
+
+def optimizer_step(loss: Tensor, params, optimizer, scheduler, max_norm: float = 1.0):
+    """Backward, clip and step, unless the loss or the gradient norm is non-finite.
+
+    Returns ``(grad_norm, skipped)``; a skipped step leaves parameters, optimiser state and
+    the learning-rate schedule untouched.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    if torch.isfinite(loss):
+        loss.backward()
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    skipped = not math.isfinite(grad_norm) or not math.isfinite(float(loss.detach()))
+    if not skipped:
+        optimizer.step()
+        scheduler.step()
+    return grad_norm, skipped
+
+
+class EMA:
+    """Exponential moving average of a module's parameters, for sampling.
+
+    Decay warms up as ``min(cap, 1 - (1 + e)^-0.9)`` over the ``e`` updates made; buffers
+    (e.g. the control's clip values) are copied, not averaged. A hand-written class because
+    ``torch.optim.swa_utils.AveragedModel`` averages buffers along with parameters.
+    """
+
+    def __init__(self, module: nn.Module, cap: float = 0.9999) -> None:
+        self.module = copy.deepcopy(module).requires_grad_(False)
+        self.cap, self.n_updates = cap, 0
+
+    def update(self, module: nn.Module) -> None:
+        decay = min(self.cap, 1.0 - (1.0 + self.n_updates) ** -0.9)
+        with torch.no_grad():
+            averaged = list(self.module.parameters())
+            torch._foreach_lerp_(averaged, list(module.parameters()), 1.0 - decay)
+            for mine, theirs in zip(self.module.buffers(), module.buffers()):
+                mine.copy_(theirs)
+        self.n_updates += 1

@@ -1,0 +1,1 @@
+"""The scikit-learn estimators of skcds (thin layers over :mod:`skcds._core`)."""

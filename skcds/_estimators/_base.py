@@ -1,0 +1,308 @@
+"""The scikit-learn layer shared by every sampler: the fit template, sampling in chunks,
+log Z estimation, scoring, training history, callbacks and CPU-portable persistence.
+Subclasses fill small hooks; no sampler mathematics lives here."""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from .._core.reference import get_reference
+from .._core.training import EMA, apply_clip_schedule, make_optimizer, make_scheduler
+from .._core.training import optimizer_step
+from .._version import __version__
+from ..exceptions import IncompatibleModelError
+from . import _validation as v
+
+_SAMPLE_CHUNK = 65_536
+_EMA_WINDOW, _EMA_EVERY = 1500, 5
+_UNPICKLED = ("_captured",)
+
+
+def _map_tensors(obj, fn):
+    """Apply ``fn`` to every tensor in nested dicts, lists and tuples (optimizer states)."""
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: _map_tensors(val, fn) for k, val in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map_tensors(val, fn) for val in obj)
+    return obj
+
+
+class _BaseSampler(DensityMixin, BaseEstimator):
+    """Template for skcds samplers; see :class:`skcds.DiffusionSampler` for the parameters."""
+
+    _parameter_constraints: dict = {
+        "n_steps": v.positive_int(),
+        "max_iter": v.positive_int(),
+        "batch_size": v.Constraint(int, lambda n: n >= 2, "an int >= 2"),
+        "learning_rate": v.positive_float(),
+        "verbose": v.Constraint(int, lambda n: n >= 0, "an int >= 0"),
+        "warm_start": v.Constraint(bool, None, "a bool"),
+        "dtype": v.DTYPE,
+    }
+
+    # ---------------------------------------------------------------- hooks
+    def _build(self, dim: int, generator: torch.Generator) -> torch.nn.Module:
+        """Return the trainable module (on CPU; the template moves it)."""
+        raise NotImplementedError
+
+    def _training_loss(self, iteration: int):
+        """Return ``(loss, n_nonfinite)`` for one iteration (tensors)."""
+        raise NotImplementedError
+
+    def _sample_chunk(self, n: int, n_steps: int, generator, log_weights: bool, **options):
+        """Return ``(x, log_w or None)`` tensors for ``n`` samples."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- fit
+    def fit(self, energy=None, y=None):
+        """Train the sampler on ``energy`` (or on the constructor's ``energy``).
+
+        Parameters
+        ----------
+        energy : Energy, optional
+            Target density; defaults to the ``energy`` parameter.
+        y : None
+            Ignored; present for scikit-learn API consistency.
+
+        Returns
+        -------
+        self
+        """
+        v.validate_params(self, self._parameter_constraints)
+        owner = type(self).__name__
+        energy = v.check_energy(energy if energy is not None else self.energy, owner)
+        if not (self.warm_start and hasattr(self, "n_iter_")):
+            self._initialize(energy)
+        self._ema_start = self.n_iter_ + max(0, self.max_iter - _EMA_WINDOW)
+        self._train(self.max_iter)
+        return self
+
+    def _initialize(self, energy) -> None:
+        self.device_ = v.resolve_device(self.device)
+        self._dtype = v.resolve_dtype(self.dtype)
+        self._generator = v.make_generator(self.random_state, self.device_)
+        init_generator = torch.Generator().manual_seed(int(self._generator.initial_seed()) + 1)
+        self.energy_ = copy.deepcopy(energy).to(device=self.device_, dtype=self._dtype)
+        self.reference_ = get_reference(self.reference)
+        probe = self._prior(16)
+        v.probe_energy(self.energy_, probe)
+        self.n_features_in_ = energy.dim
+        module = self._build(energy.dim, init_generator)
+        self.control_ = module.to(device=self.device_, dtype=self._dtype)
+        self._optimizer = make_optimizer(self.control_.parameters(), self.learning_rate)
+        self._scheduler = make_scheduler(self._optimizer, self.max_iter)
+        self._ema, self._captured = None, {}
+        self.history_, self.n_iter_ = [], 0
+
+    def _prior(self, n: int, generator=None):
+        return self.reference_.prior_sample(
+            n, self.energy_.dim, generator=generator or self._generator, dtype=self._dtype,
+            device=self.device_,
+        )
+
+    def _train(self, n_iter: int) -> None:
+        """The training loop: one optimiser step per iteration, one ``history_`` row each."""
+        params = list(self.control_.parameters())
+        elapsed0 = self.history_[-1]["elapsed"] if self.history_ else 0.0
+        start = time.perf_counter()
+        bar = tqdm(total=n_iter, disable=self.verbose < 1, desc=type(self).__name__)
+        try:
+            for _ in range(n_iter):
+                iteration = self.n_iter_
+                apply_clip_schedule(self.control_, iteration)
+                loss, n_nonfinite = self._training_loss(iteration)
+                lr = self._optimizer.param_groups[0]["lr"]
+                grad_norm, skipped = optimizer_step(loss, params, self._optimizer,
+                                                    self._scheduler)
+                self._update_ema(iteration)
+                record = {
+                    "iteration": iteration,
+                    "loss": float(loss.detach()),
+                    "learning_rate": lr,
+                    "grad_norm": grad_norm,
+                    "n_nonfinite": int(n_nonfinite),
+                    "skipped": skipped,
+                    "elapsed": elapsed0 + time.perf_counter() - start,
+                }
+                self.history_.append(record)
+                self.n_iter_ += 1
+                for callback in self.callbacks or ():
+                    callback(self, record)
+                bar.set_postfix(loss=f"{record['loss']:.4g}", refresh=False)
+                bar.update()
+        except KeyboardInterrupt:
+            warnings.warn(
+                f"{type(self).__name__}.fit interrupted by the user after {self.n_iter_} "
+                "iterations; the model keeps the last completed iteration.",
+                stacklevel=3,
+            )
+        finally:
+            bar.close()
+
+    def _update_ema(self, iteration: int) -> None:
+        due = iteration >= self._ema_start and (iteration - self._ema_start) % _EMA_EVERY == 0
+        if not due:
+            return
+        if self._ema is None:
+            self._ema = EMA(self.control_)
+        self._ema.update(self.control_)
+
+    @property
+    def _sampling_control(self) -> torch.nn.Module:
+        """EMA weights when averaging has started, else the online network."""
+        return self._ema.module if self._ema is not None else self.control_
+
+    # ---------------------------------------------------------------- sampling
+    def _sampling_generator(self, random_state) -> torch.Generator:
+        if random_state is None:
+            return self._generator
+        return v.make_generator(random_state, self.device_)
+
+    def _check_n(self, n_samples, name: str = "n_samples") -> int:
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
+                or n_samples < 1:
+            raise ValueError(f"'{name}' must be an int >= 1; got {n_samples!r}.")
+        return int(n_samples)
+
+    def _draw(self, n_samples, n_steps, random_state, log_weights: bool, **options):
+        check_is_fitted(self, "n_iter_")
+        n = self._check_n(n_samples)
+        n_steps = self.n_steps if n_steps is None else self._check_n(n_steps, "n_steps")
+        generator = self._sampling_generator(random_state)
+        xs, ws = [], []
+        with torch.no_grad():
+            for begin in range(0, n, _SAMPLE_CHUNK):
+                size = min(_SAMPLE_CHUNK, n - begin)
+                x, w = self._sample_chunk(size, n_steps, generator, log_weights, **options)
+                xs.append(x), ws.append(w)
+        x = torch.cat(xs)
+        return (x, torch.cat(ws)) if log_weights else (x, None)
+
+    def sample(
+        self, n_samples: int = 1, *, n_steps=None, random_state=None, return_log_weights=False,
+        return_tensor: bool = False,
+    ):
+        """Draw samples from the trained sampler.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples.
+        n_steps : int, optional
+            Number of sampling steps; defaults to the training grid ``n_steps``.
+        random_state : None, int or RandomState, optional
+            ``None`` continues the estimator's own generator; an int gives the same draws on
+            every call.
+        return_log_weights : bool, default=False
+            Also return the importance log-weights ``log rho(x) - log q(x)``.
+        return_tensor : bool, default=False
+            Return torch tensors on the model's device instead of numpy arrays.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features_in_)
+        log_weights : ndarray of shape (n_samples,)
+            Only when ``return_log_weights=True``.
+        """
+        x, w = self._draw(n_samples, n_steps, random_state, return_log_weights)
+        return self._output(x, w, return_log_weights, return_tensor)
+
+    @staticmethod
+    def _output(x, w, log_weights: bool, as_tensor: bool):
+        convert = (lambda t: t) if as_tensor else (lambda t: t.detach().cpu().numpy())
+        return (convert(x), convert(w)) if log_weights else convert(x)
+
+    def estimate_log_normalizer(self, n_samples: int = 10_000, *, n_steps=None,
+                                random_state=None):
+        """Estimate ``log Z`` by importance sampling with the sampler's valid log-weights.
+
+        Parameters
+        ----------
+        n_samples : int, default=10_000
+            Number of weighted samples.
+        n_steps : int, optional
+            Sampling steps (defaults to the training grid).
+        random_state : None, int or RandomState, optional
+            As in :meth:`sample`.
+
+        Returns
+        -------
+        LogNormalizerEstimate
+            ``log_z`` (importance sampling, consistent, biased low for finite ``n``),
+            ``stderr``, ``elbo`` (a lower bound of ``log Z``), ``ess`` (normalised).
+        """
+        from ..metrics import estimate_log_normalizer
+
+        _, log_w = self._draw(n_samples, n_steps, random_state, True)
+        return estimate_log_normalizer(log_w.double().cpu().numpy())
+
+    def score(self, X=None, y=None, *, n_samples: int = 4096, random_state=0) -> float:
+        """ELBO ``E_q[log rho(x) - log q(x)]`` from valid log-weights; greater is better.
+
+        The same fixed ``random_state`` makes scores of different hyperparameters on one
+        energy comparable. ``X`` and ``y`` are ignored: a sampler is scored against its
+        energy, not against data.
+
+        Returns
+        -------
+        float
+        """
+        return float(self.estimate_log_normalizer(n_samples, random_state=random_state).elbo)
+
+    # ---------------------------------------------------------------- persistence
+    def __getstate__(self):
+        state = {k: val for k, val in self.__dict__.items() if k not in _UNPICKLED}
+        state["_skcds_version"] = __version__
+        if "_optimizer" in state:
+            to_cpu = lambda t: t.detach().cpu()  # noqa: E731
+            state["_optimizer"] = _map_tensors(self._optimizer.state_dict(), to_cpu)
+            state["_scheduler"] = self._scheduler.state_dict()
+            state["_generator"] = (self._generator.device.type, self._generator.get_state())
+            for name in ("control_", "energy_"):
+                state[name] = copy.deepcopy(state[name]).cpu()
+            if self._ema is not None:
+                state["_ema"] = copy.copy(self._ema)
+                state["_ema"].module = copy.deepcopy(self._ema.module).cpu()
+        return state
+
+    def __setstate__(self, state):
+        version = state.pop("_skcds_version", None)
+        if version is None or version.split(".")[:2] != __version__.split(".")[:2]:
+            raise IncompatibleModelError(
+                f"This {type(self).__name__} was saved by skcds {version or '(unknown)'}; "
+                f"skcds {__version__} cannot load it. Refit it or install that version."
+            )
+        self.__dict__.update(state)
+        if "_optimizer" in state:
+            self._restore_fitted_state()
+
+    def _restore_fitted_state(self) -> None:
+        if self.device_.type == "cuda" and not torch.cuda.is_available():
+            self.device_ = torch.device("cpu")
+        device = self.device_
+        self.control_.to(device)
+        self.energy_.to(device)
+        if self._ema is not None:
+            self._ema.module.to(device)
+        optimizer_state, scheduler_state = self._optimizer, self._scheduler
+        self._optimizer = make_optimizer(self.control_.parameters(), self.learning_rate)
+        self._optimizer.load_state_dict(optimizer_state)
+        self._scheduler = make_scheduler(self._optimizer, self.max_iter)
+        self._scheduler.load_state_dict(scheduler_state)
+        saved_on, generator_state = self._generator
+        self._generator = torch.Generator(device=device)
+        if saved_on == device.type:
+            self._generator.set_state(generator_state)
+        else:  # generator states do not transfer between device types: reseed from the state
+            self._generator.manual_seed(int(generator_state.long().sum()))
+        self._captured = {}

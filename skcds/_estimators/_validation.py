@@ -1,0 +1,123 @@
+"""Parameter validation from a declarative table, energy checks, random generators, devices."""
+
+from __future__ import annotations
+
+import difflib
+import numbers
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+from ..energies import Energy
+from ..exceptions import EnergyError
+
+
+class Constraint:
+    """A parameter constraint: accepted types, a predicate and how to describe it."""
+
+    def __init__(self, types, check=None, description: str = "", options=None) -> None:
+        self.types, self.check, self.description, self.options = types, check, description, options
+
+    def validate(self, owner: str, name: str, value) -> None:
+        if self.options is not None:
+            if value not in self.options:
+                raise ValueError(_unknown_option(owner, name, value, self.options))
+            return
+        ok = isinstance(value, self.types) and (self.types is bool or not isinstance(value, bool))
+        if not ok or (self.check is not None and not self.check(value)):
+            raise ValueError(
+                f"The '{name}' parameter of {owner} must be {self.description}. "
+                f"Got {value!r} instead."
+            )
+
+
+def _unknown_option(owner: str, name: str, value, options) -> str:
+    message = (
+        f"The '{name}' parameter of {owner} must be one of {sorted(map(str, options))}. "
+        f"Got {value!r} instead."
+    )
+    close = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
+    return message + (f" Did you mean {close[0]!r}?" if close else "")
+
+
+def positive_int(description="an int >= 1"):
+    return Constraint(numbers.Integral, lambda v: v >= 1, description)
+
+
+def positive_float(description="a float > 0"):
+    return Constraint(numbers.Real, lambda v: v > 0 and np.isfinite(v), description)
+
+
+def one_of(*options):
+    return Constraint(object, options=options)
+
+
+def validate_params(estimator, table: dict) -> None:
+    """Check every parameter of ``estimator`` named in ``table``; never rewrites them."""
+    owner = type(estimator).__name__
+    for name, constraint in table.items():
+        constraint.validate(owner, name, getattr(estimator, name))
+
+
+def check_energy(energy, owner: str) -> Energy:
+    """An :class:`Energy` whose ``log_prob`` passes a probe batch, or a clear error."""
+    if energy is None:
+        raise ValueError(
+            f"{owner}.fit needs an energy: call fit(energy) or pass energy= to the constructor."
+        )
+    if isinstance(energy, (np.ndarray, torch.Tensor, list, tuple)):
+        raise TypeError(
+            f"{owner}.fit expects an skcds.energies.Energy as 'energy'; got an array-like "
+            f"({type(energy).__name__}). Wrap a log-density with "
+            "skcds.energies.from_log_prob(fn, dim) or an energy with from_energy(fn, dim)."
+        )
+    if not isinstance(energy, Energy):
+        raise TypeError(
+            f"{owner}.fit expects an skcds.energies.Energy as 'energy'; got "
+            f"{type(energy).__name__}. Wrap a callable with skcds.energies.from_log_prob."
+        )
+    return energy
+
+
+def probe_energy(energy: Energy, x: torch.Tensor) -> None:
+    """Evaluate ``log_prob`` and the score once on prior samples ``x``; raise on bad output."""
+    energy.log_prob(x)
+    score = energy._grad_log_prob(x)
+    if score.shape != x.shape:
+        raise EnergyError(
+            f"{type(energy).__name__} score must have shape {tuple(x.shape)}; "
+            f"got {tuple(score.shape)}."
+        )
+
+
+def make_generator(random_state, device: torch.device) -> torch.Generator:
+    """A private ``torch.Generator`` on ``device`` from None, an int or a ``RandomState``."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        seed = int(random_state)
+    else:
+        seed = int(check_random_state(random_state).randint(0, 2**31 - 1))
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
+
+
+def resolve_device(device) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"The 'device' parameter is {device!r}, but CUDA is not available.")
+    return resolved
+
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_dtype(dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
+        return dtype
+    return _DTYPES[dtype]
+
+
+DTYPE = Constraint(object, options=("float32", "float64", torch.float32, torch.float64))
