@@ -43,10 +43,18 @@ def _device_name(device: torch.device) -> str:
     return f"{platform.processor() or 'cpu'} ({torch.get_num_threads()} threads)"
 
 
+def _abort_if_diverging(sampler, record) -> None:
+    """Stop a long run early, rather than spend its budget, if updates keep being skipped."""
+    skipped = sum(r["skipped"] for r in sampler.history_[-100:])
+    if record["iteration"] >= 100 and skipped > 50:
+        raise RuntimeError(f"{skipped} of the last 100 updates skipped at {record}")
+
+
 def train(args) -> None:
     energy = TARGETS[args.target]()
     sampler = DiffusionSampler(max_iter=args.max_iter, batch_size=args.batch_size,
-                               n_steps=args.n_steps, random_state=args.seed, verbose=1)
+                               n_steps=args.n_steps, random_state=args.seed, verbose=1,
+                               callbacks=[_abort_if_diverging])
     sampler.fit(energy)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -188,12 +188,16 @@ class CapturedSDE:
     network. Parameters are read from their storage at replay time, so in-place optimiser
     updates (and in-place clip changes) are seen by every replay. The returned rollout lives
     in static buffers that the next replay overwrites. Run under ``torch.no_grad``.
+    ``times`` and ``step`` are copied at capture: a later call uses the grid it was built with.
     """
 
     def __init__(self, control, process, energy, times: Tensor, x0: Tensor, step=None) -> None:
+        # the graph reads its inputs from fixed addresses: own them, never borrow the caller's
+        self._times = times.clone()
+        self._step = None if step is None else step.clone()
         self._x0 = x0.clone()
         self._noise = x0.new_zeros((times.shape[0] - 1, *x0.shape))
-        args = (control, process, energy, times, self._x0, self._noise, step)
+        args = (control, process, energy, self._times, self._x0, self._noise, self._step)
         device = x0.device
         stream = torch.cuda.Stream(device=device)
         stream.wait_stream(torch.cuda.current_stream(device))

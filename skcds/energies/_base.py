@@ -7,7 +7,7 @@ the unknown constant ``log Z``.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -21,7 +21,9 @@ __all__ = ["Energy", "from_energy", "from_log_prob"]
 def _check_batch(x: Tensor, dim: int, name: str = "x") -> Tensor:
     """Check that ``x`` is a floating tensor of shape ``(n, dim)``."""
     if not isinstance(x, Tensor):
-        raise TypeError(f"'{name}' must be a torch.Tensor of shape (n, {dim}); got {type(x).__name__}.")
+        raise TypeError(
+            f"'{name}' must be a torch.Tensor of shape (n, {dim}); got {type(x).__name__}."
+        )
     if not x.is_floating_point():
         raise TypeError(f"'{name}' must be a floating-point tensor; got dtype {x.dtype}.")
     if x.ndim != 2 or x.shape[1] != dim:
@@ -175,7 +177,7 @@ class _FiniteDifferenceLogProb(torch.autograd.Function):
     """Evaluate a numpy log-density; its gradient by central finite differences."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, energy: "_NumpyLogProb") -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, energy: _NumpyLogProb) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x)
         ctx.energy = energy
         return energy._numpy_log_prob(x)
@@ -267,7 +269,9 @@ def from_log_prob(fn: Callable, dim: int, *, backend: str = "torch") -> Energy:
 
 
 def from_energy(fn: Callable, dim: int, *, backend: str = "torch") -> Energy:
-    """Wrap a user's **energy** ``E(x) = -log rho(x)`` (smaller is more probable) as an :class:`Energy`.
+    """Wrap a user's **energy** ``E(x) = -log rho(x)`` (smaller is more probable).
+
+    The result is an :class:`Energy` with ``log_prob(x) = -fn(x)``.
 
     Parameters
     ----------

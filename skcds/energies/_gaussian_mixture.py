@@ -76,8 +76,8 @@ class GaussianMixture(Energy):
 
     See Also
     --------
-    GaussianMixture.grid : the paper's 9-mode GMM.
-    GaussianMixture.random : the 40-mode GMM of the reference code.
+    GaussianMixture.grid : The paper's 9-mode GMM.
+    GaussianMixture.random : The 40-mode GMM of the reference code.
 
     Examples
     --------
@@ -185,7 +185,9 @@ class GaussianMixture(Energy):
         k = check_positive_int(n_components, "n_components")
         dim = check_positive_int(dim, "dim")
         if not (np.isfinite(low) and np.isfinite(high) and low < high):
-            raise ValueError(f"'low' must be < 'high', both finite; got low={low!r}, high={high!r}.")
+            raise ValueError(
+                f"'low' must be < 'high', both finite; got low={low!r}, high={high!r}."
+            )
         g = torch.Generator().manual_seed(int(seed))
         means = low + (high - low) * torch.rand((k, dim), generator=g, dtype=torch.float64)
         return cls(means, check_positive_float(scale, "scale"))

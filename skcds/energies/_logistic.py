@@ -72,7 +72,9 @@ class LogisticRegressionPosterior(Energy):
         features = as_float64_array(X, "X", 2)
         n_samples, self.dim = features.shape
         if n_samples == 0 or self.dim == 0:
-            raise ValueError(f"'X' must have at least one row and one column; got {features.shape}.")
+            raise ValueError(
+                f"'X' must have at least one row and one column; got {features.shape}."
+            )
         signs = _signed_labels(y, n_samples)
         self.register_buffer("_signed_features", to_buffer(signs[:, None] * features))
         if prior_scale is None:

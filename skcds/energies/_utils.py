@@ -39,15 +39,15 @@ def as_float64_array(value: ArrayLike, name: str, ndim: int | None = None) -> np
     if isinstance(value, Tensor):
         value = value.detach().cpu().numpy()
     try:
+        if value is None:
+            raise TypeError
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise TypeError(
             f"'{name}' must be a real array-like; got {type(value).__name__}."
         ) from None
     if ndim is not None and array.ndim != ndim:
-        raise ValueError(
-            f"'{name}' must be a {ndim}-D array; got an array of shape {array.shape}."
-        )
+        raise ValueError(f"'{name}' must be a {ndim}-D array; got an array of shape {array.shape}.")
     if not np.isfinite(array).all():
         raise ValueError(f"'{name}' must contain only finite values; got NaN or inf.")
     return array

@@ -87,9 +87,7 @@ def reasonable_points(name: str, n: int, seed: int, spread: float, dtype) -> tor
     return centre + spread * torch.randn(n, energy.dim, generator=g, dtype=torch.float64).to(dtype)
 
 
-points = dict(
-    n=st.integers(1, 5), seed=st.integers(0, 2**31 - 1), spread=st.floats(0.1, 2.5)
-)
+points = dict(n=st.integers(1, 5), seed=st.integers(0, 2**31 - 1), spread=st.floats(0.1, 2.5))
 names = pytest.mark.parametrize("name", sorted(CASES))
 dtypes = pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 TOLERANCE = {torch.float32: dict(rtol=1e-5, atol=1e-3), torch.float64: dict(rtol=1e-10, atol=1e-9)}
