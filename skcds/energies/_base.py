@@ -101,6 +101,10 @@ class Energy(torch.nn.Module):
         return -self.log_prob(x)
 
     def _grad_log_prob(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            # a caller differentiating through the score (the KL loss): keep the graph
+            (grad,) = torch.autograd.grad(self._log_prob(x).sum(), x, create_graph=True)
+            return grad
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(self._log_prob(x).sum(), x)

@@ -102,3 +102,12 @@ def test_kl_rollout_is_differentiable_end_to_end():
     roll, _ = _roll(net, record=False)
     roll.log_weights.mean().backward()
     assert net.scale_net.layers[-1].bias.grad is not None
+
+
+def test_autograd_score_stays_differentiable_for_the_kl_loss():
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    score = GAUSS._grad_log_prob(x)  # = -x for the standard normal
+    (hessian_row,) = torch.autograd.grad(score[:, 0].sum(), x)
+    expected = torch.zeros(4, 3, dtype=torch.float64)
+    expected[:, 0] = -1.0
+    torch.testing.assert_close(hessian_row, expected)
