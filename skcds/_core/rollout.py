@@ -14,6 +14,7 @@ analytic controls with the same two methods.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -34,10 +35,13 @@ __all__ = [
 class Rollout(NamedTuple):
     """The record of an SDE rollout on ``N`` steps for ``n`` samples of dimension ``d``.
 
-    ``log_w = log_target - log_rnd`` is the importance log-weight of the terminal sample
-    (method.md §2.1): ``log_rnd`` is ``log p_prior(x_0) + sum_k [|u_k|^2 dt / 2 + u_k . dW_k]
-    - int div(drift)``, the log-RND of the generative path against the reference without
-    the target term.
+    ``log_w = log_target - log_rnd`` is the importance log-weight of the terminal sample.
+    ``log_rnd = log q(x_0..x_N) - sum_k log p_ref(x_k | x_{k+1})`` is the log-ratio of the
+    discrete-time generative path density (prior and Euler–Maruyama transitions of the
+    controlled SDE) to the reference's exact backward (noising) transitions. Because both
+    are exact densities of the discretised processes, ``E[exp(log_w)] = Z`` exactly: the mean
+    log-weight is a true lower bound (ELBO) and the importance estimate of ``Z`` is unbiased at
+    every ``N``. As ``N`` grows it converges to the continuous-time RND of method.md §2.1.
     """
 
     x: Tensor  # (n, d) terminal states
@@ -68,25 +72,26 @@ def _time_features(control, process, times: Tensor, step: Tensor | None) -> Time
 
 
 def _sde(control, process, energy, times, x0, noise, step=None, record=True, generator=None):
-    """Euler–Maruyama from ``x0`` accumulating ``log_rnd`` (method.md §2.1, evaluation form).
+    """Euler–Maruyama from ``x0`` accumulating the exact discrete-time ``log_rnd``.
 
     ``noise`` holds the ``(N, n, d)`` increments; if ``None`` they are drawn step by step from
     ``generator`` (sampling, where storing them all would cost ``N`` times the memory).
     """
     features = _time_features(control, process, times, step)
     dts = times[1:] - times[:-1]
-    log_rnd = process.prior_log_prob(x0) - process.divergence_integral(
-        times[0], times[-1], x0.shape[-1]
-    )
+    log_rnd = process.prior_log_prob(x0)
     x, xs, scores, controls = x0, [x0], [], []
     for k in range(dts.shape[0]):
         dt, score = dts[k], energy._grad_log_prob(x)
         u = control.control(_step_features(features, k), x[None], score[None])[0]
         xi = noise[k] if noise is not None else standard_normal(
             x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        sigma, dw = features.sigma[k, 0], dt.sqrt() * xi
-        log_rnd = log_rnd + (0.5 * dt * u.square() + u * dw).sum(-1)
-        x = x + (process.drift(times[k], x) + sigma * u) * dt + sigma * dw
+        sigma = features.sigma[k, 0]
+        x_next = x + (process.drift(times[k], x) + sigma * u) * dt + sigma * dt.sqrt() * xi
+        log_q = -0.5 * xi.square().sum(-1) - 0.5 * x.shape[-1] * torch.log(
+            2 * math.pi * sigma.square() * dt)
+        log_rnd = log_rnd + log_q - process.noising_log_prob(times[k], times[k + 1], x_next, x)
+        x = x_next
         if record:
             xs.append(x), scores.append(score), controls.append(u)
     if not record:
@@ -145,19 +150,21 @@ def euler_maruyama(
 
 
 def training_log_rnd(control, process, times: Tensor, roll: Rollout, step=None) -> Tensor:
-    """``log_rnd`` of a detached rollout, differentiable in the control (method.md §2.1).
+    """``log_rnd`` of a detached rollout, differentiable in the control (log-variance loss).
 
-    The states do not depend on the parameters (the SDE was driven by the detached control),
-    so the control is re-evaluated on all ``N x n`` states in one batched call. At equal
-    parameters its value equals ``roll.log_rnd``; its gradient is that of the log-variance
-    loss's "change_sde_ctrl" form ``sum_k u_k (u_k^sde - u_k / 2) dt + u_k dW_k``.
+    The states do not depend on the parameters (the SDE was driven by the detached control
+    ``u_sde``), so the control ``u`` is re-evaluated on all ``N x n`` states in one batched
+    call. Only the generative transition densities depend on ``u``:
+    ``log q_k = -|xi_k + (u_sde - u) sqrt(dt)|^2 / 2 + const``. Their change from ``u_sde``
+    is added to the recorded value, so the result equals ``roll.log_rnd`` at equal parameters
+    and carries the exact gradient.
     """
     features = _time_features(control, process, times, step)
     u = control.control(features, roll.xs[:-1], roll.scores[:-1])  # (N, n, d)
-    dt = (times[1:] - times[:-1]).reshape(-1, 1, 1)
-    running = u * (roll.controls - 0.5 * u) * dt + u * dt.sqrt() * roll.noise
-    constant = process.divergence_integral(times[0], times[-1], roll.x.shape[-1])
-    return running.sum((0, 2)) + process.prior_log_prob(roll.xs[0]) - constant
+    sqrt_dt = (times[1:] - times[:-1]).sqrt().reshape(-1, 1, 1)
+    shifted = roll.noise + (roll.controls - u) * sqrt_dt
+    change = -0.5 * (shifted.square() - roll.noise.square()).sum((0, 2))
+    return roll.log_rnd + change
 
 
 def probability_flow(

@@ -240,7 +240,7 @@ class DiffusionSampler(_BaseSampler):
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features_in_)
+        X : ndarray of shape (n_samples, n_features)
         log_weights : ndarray of shape (n_samples,)
             Only when ``return_log_weights=True``.
         """

@@ -29,10 +29,32 @@ def _roll(control, n_steps=32, n=64, seed=0, dtype=torch.float64, **kwargs):
     return euler_maruyama(control, VP, GAUSS, times, x0, generator=g, **kwargs), times
 
 
-def test_zero_control_log_rnd_has_its_closed_form():
-    roll, _ = _roll(ZeroControl())
-    expected = VP.prior_log_prob(roll.xs[0]) - 0.5 * 3 * VP.integral_beta(0.0, 1.0)
+def test_zero_control_log_rnd_matches_transition_densities():
+    """Oracle: the path log-ratio from torch.distributions on the recorded trajectory."""
+    roll, times = _roll(ZeroControl())
+    normal = torch.distributions.Normal
+    expected = VP.prior_log_prob(roll.xs[0])
+    for k in range(times.shape[0] - 1):
+        t, t_next, dt = times[k], times[k + 1], times[k + 1] - times[k]
+        x, x_next = roll.xs[k], roll.xs[k + 1]
+        forward = normal(x + 0.5 * VP.beta(t) * x * dt, (VP.beta(t) * dt).sqrt())
+        a = torch.exp(-0.5 * VP.integral_beta(t, t_next))  # exact OU transition
+        backward = normal(a * x_next, (1 - a**2).sqrt())
+        expected = expected + forward.log_prob(x_next).sum(-1) - backward.log_prob(x).sum(-1)
     torch.testing.assert_close(roll.log_rnd, expected)
+
+
+def test_importance_weights_are_exact_at_every_grid():
+    """E_q[w] = Z = 1 for a normalised target whatever N and the control: the discrete-time
+    weights are exact, so the ELBO stays below log Z and the IS estimate of Z is unbiased."""
+    net = ControlNet(3, generator=torch.Generator().manual_seed(0)).double()
+    for n_steps in (2, 8):
+        with torch.no_grad():
+            roll, _ = _roll(net, n_steps=n_steps, n=40_000, record=False)
+        w = roll.log_weights.exp()
+        stderr = float(w.std()) / math.sqrt(w.shape[0])
+        assert abs(float(w.mean()) - 1.0) < 4 * stderr, (n_steps, float(w.mean()), stderr)
+        assert float(roll.log_weights.mean()) < 0.0
 
 
 @given(n_steps=st.sampled_from([1, 2, 8, 17]), n=st.integers(1, 20), record=st.booleans())
@@ -68,14 +90,14 @@ def test_training_log_rnd_equals_rollout_value_and_has_gradients():
 
 
 def test_optimal_control_gives_exact_log_z_with_first_order_bias():
-    """Target = prior = N(0, I): the optimal control is -sigma x and the log-weights
+    """Target = prior = N(0, I): the continuous-time optimal control is -sigma x; its log-weights
     concentrate at log Z = 0 as the grid is refined (the Euler–Maruyama bias shrinks ~ 1/N)."""
     errors = []
     for n_steps in (16, 32, 64, 128):
         roll, _ = _roll(StationaryControl(), n_steps=n_steps, n=4000)
         errors.append(abs(float(roll.log_weights.mean())))
     slope = math.log(errors[0] / errors[-1]) / math.log(128 / 16)
-    assert errors[-1] < 0.2  # 0.14 measured at N = 128 in 3-D
+    assert errors[-1] < 0.3  # 0.19 measured at N = 128 in 3-D
     assert 0.7 < slope < 1.3, (errors, slope)
 
 

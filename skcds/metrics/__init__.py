@@ -1,0 +1,35 @@
+"""Metrics for samplers of unnormalised densities.
+
+Sample-based (numpy arrays or torch tensors of shape ``(n, d)``, Python floats back):
+
+* :func:`sinkhorn` -- converged entropic OT cost with Euclidean ground cost (the quality
+  metric); :func:`paper_sinkhorn` -- the reference code's 100-iteration value, only for
+  comparison with the paper's tables; :func:`wasserstein` -- exact OT for moderate ``n``;
+* :func:`mmd` -- unbiased squared MMD with Gaussian kernels;
+* :func:`mode_coverage` -- fraction of mixture modes the samples visit.
+
+Weight-based (log importance weights of shape ``(n,)``):
+
+* :func:`effective_sample_size` -- normalised ESS;
+* :func:`estimate_log_normalizer` -- importance-sampling and ELBO estimates of ``log Z``
+  with standard errors, as a :class:`LogNormalizerEstimate`.
+
+Every benchmark table should also show each sample metric's floor: its value between two
+independent exact-sample sets of the same size.
+"""
+
+from ._kernel import mmd
+from ._modes import mode_coverage
+from ._transport import paper_sinkhorn, sinkhorn, wasserstein
+from ._weights import LogNormalizerEstimate, effective_sample_size, estimate_log_normalizer
+
+__all__ = [
+    "LogNormalizerEstimate",
+    "effective_sample_size",
+    "estimate_log_normalizer",
+    "mmd",
+    "mode_coverage",
+    "paper_sinkhorn",
+    "sinkhorn",
+    "wasserstein",
+]
