@@ -1,9 +1,8 @@
 """Reference processes (the fixed noising SDE of DIS) and their priors (method.md §1.4).
 
 A reference process is an object with ``terminal_time``, ``drift(t, x)``, ``diffusion(t)``,
-``noising_log_prob(t, t_next, x_next, x)`` (the log-density of the noising process's
-transition from ``x_next`` at ``t_next`` back to ``x`` at ``t``; it makes the discrete-time
-importance weights exact), ``prior_sample``, ``prior_log_prob`` and ``prior_score``.
+``noising_transition(t, t_next)`` (the Gaussian transition of the noising process from
+``t_next`` back to ``t``; it makes the discrete-time importance weights exact), ``prior_sample``, ``prior_log_prob`` and ``prior_score``.
 New processes go in :data:`REFERENCES`.
 """
 
@@ -15,12 +14,6 @@ import torch
 from torch import Tensor
 
 __all__ = ["REFERENCES", "VPProcess", "get_reference"]
-
-
-def _gaussian_log_prob(residual: Tensor, var: Tensor) -> Tensor:
-    """``log N(residual; 0, var I)`` summed over the last axis."""
-    d = residual.shape[-1]
-    return -0.5 * residual.square().sum(-1) / var - 0.5 * d * torch.log(2 * math.pi * var)
 
 
 class VPProcess:
@@ -55,12 +48,12 @@ class VPProcess:
     def diffusion(self, t: Tensor) -> Tensor:
         return self.beta(t).sqrt()
 
-    def noising_log_prob(self, t: Tensor, t_next: Tensor, x_next: Tensor, x: Tensor) -> Tensor:
-        """``log p_ref(x_t = x | x_{t_next} = x_next)``: the exact Gaussian transition of the
-        noising (Ornstein–Uhlenbeck) SDE over ``[t, t_next]``, mean ``a x_next`` and variance
-        ``1 - a^2`` with ``a = exp(-int_t^t_next beta / 2)``."""
+    def noising_transition(self, t: Tensor, t_next: Tensor) -> tuple[Tensor, Tensor]:
+        """Exact Gaussian transition of the noising (Ornstein–Uhlenbeck) SDE back from
+        ``t_next`` to ``t``: ``x_t | x_{t_next} ~ N(a x_{t_next}, var I)``; returns ``(a, var)``
+        with ``a = exp(-int_t^t_next beta / 2)`` and ``var = 1 - a^2``."""
         a = torch.exp(-0.5 * self.integral_beta(t, t_next))
-        return _gaussian_log_prob(x - a * x_next, 1 - a.square())
+        return a, 1 - a.square()
 
     def marginal(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """Noising marginal ``X_t | X_T = x ~ N(alpha x, var I)``: returns ``(alpha, var)``."""

@@ -71,6 +71,14 @@ def _time_features(control, process, times: Tensor, step: Tensor | None) -> Time
     return control.time_features(t, process.diffusion(t), step)
 
 
+def _transition_terms(process, times: Tensor, sigma: Tensor, dim: int):
+    """Time-only parts of the per-step log-ratio, for all steps at once: the reference's
+    ``a_k`` and ``1 / var_k``, and the ratio of Gaussian normalisers ``const_k``."""
+    a, var = process.noising_transition(times[:-1], times[1:])
+    generative_var = sigma.square() * (times[1:] - times[:-1])
+    return a, 0.5 * dim * (var.log() - generative_var.log()), 1.0 / var
+
+
 def _sde(control, process, energy, times, x0, noise, step=None, record=True, generator=None):
     """Euler–Maruyama from ``x0`` accumulating the exact discrete-time ``log_rnd``.
 
@@ -79,6 +87,7 @@ def _sde(control, process, energy, times, x0, noise, step=None, record=True, gen
     """
     features = _time_features(control, process, times, step)
     dts = times[1:] - times[:-1]
+    a, const, inv_var = _transition_terms(process, times, features.sigma.flatten(), x0.shape[-1])
     log_rnd = process.prior_log_prob(x0)
     x, xs, scores, controls = x0, [x0], [], []
     for k in range(dts.shape[0]):
@@ -88,9 +97,9 @@ def _sde(control, process, energy, times, x0, noise, step=None, record=True, gen
             x.shape, generator=generator, dtype=x.dtype, device=x.device)
         sigma = features.sigma[k, 0]
         x_next = x + (process.drift(times[k], x) + sigma * u) * dt + sigma * dt.sqrt() * xi
-        log_q = -0.5 * xi.square().sum(-1) - 0.5 * x.shape[-1] * torch.log(
-            2 * math.pi * sigma.square() * dt)
-        log_rnd = log_rnd + log_q - process.noising_log_prob(times[k], times[k + 1], x_next, x)
+        # log q(x_next | x) - log p_ref(x | x_next), both Gaussian
+        residual = (x - a[k] * x_next).square().sum(-1)
+        log_rnd = log_rnd + const[k] - 0.5 * xi.square().sum(-1) + 0.5 * inv_var[k] * residual
         x = x_next
         if record:
             xs.append(x), scores.append(score), controls.append(u)

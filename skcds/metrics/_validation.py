@@ -54,10 +54,10 @@ def check_pair(
     ``dtype=None`` keeps the promoted input dtype (the reference Sinkhorn's behaviour);
     otherwise both are cast to ``dtype``.
     """
-    x = check_samples(x, "X")
-    y = check_samples(y, "Y", dim=x.shape[1])
+    x, y = check_samples(x, "X"), as_tensor(y, "Y")
     if x.device != y.device:
         raise ValueError(f"'X' and 'Y' must be on the same device; got {x.device} and {y.device}.")
+    y = check_samples(y, "Y", dim=x.shape[1])
     dtype = torch.promote_types(x.dtype, y.dtype) if dtype is None else dtype
     return x.to(dtype), y.to(dtype)
 
