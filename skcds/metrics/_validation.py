@@ -66,8 +66,8 @@ def check_size(n: int, m: int, what: str) -> None:
     """Refuse dense ``(n, m)`` problems larger than :data:`MAX_PAIRS` entries."""
     if n * m > MAX_PAIRS:
         raise ValueError(
-            f"{what} builds a dense ({n}, {m}) matrix: {n * m:.2e} entries exceed the limit of "
-            f"{MAX_PAIRS:.0e} (about 10,000 samples per set); subsample X and Y."
+            f"{what} builds a dense ({n}, {m}) matrix: {n * m:,} entries exceed the limit of "
+            f"{MAX_PAIRS:,} (about 10,000 samples per set); subsample X and Y."
         )
 
 
