@@ -28,8 +28,9 @@ def _plot(energy, samples: np.ndarray, path: Path) -> None:
     points = torch.tensor(np.stack([xx.ravel(), yy.ravel()], 1), dtype=torch.float64)
     density = energy.to(torch.float64).log_prob(points).exp().reshape(xx.shape).numpy()
     fig, ax = plt.subplots(figsize=(5, 5))
-    ax.contour(xx, yy, density, levels=8, cmap="Greys")
-    ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.4, color="tab:blue", label="samples")
+    ax.contour(xx, yy, density, levels=6, cmap="Greys", linewidths=0.6, alpha=0.6)
+    ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.5, color="tab:blue", label="samples",
+               zorder=3)
     ax.set(title="DiffusionSampler on the 9-mode GMM", xlim=(-8, 8), ylim=(-8, 8))
     ax.legend(loc="upper right")
     fig.savefig(path, dpi=120, bbox_inches="tight")
