@@ -95,8 +95,8 @@ def test_sample_metrics_reject_bad_samples(metric, args, kwargs, error, message)
         (
             lambda: wasserstein(np.zeros((10_001, 1)), np.zeros((10_000, 1))),
             ValueError,
-            "wasserstein builds a dense (10001, 10000) matrix: 1.00e+08 entries exceed the limit "
-            "of 1e+08 (about 10,000 samples per set); subsample X and Y.",
+            "wasserstein builds a dense (10001, 10000) matrix: 100,010,000 entries exceed the "
+            "limit of 100,000,000 (about 10,000 samples per set); subsample X and Y.",
         ),
         (
             lambda: sinkhorn(torch.zeros(3, 2), torch.zeros(3, 2, device="meta")),
