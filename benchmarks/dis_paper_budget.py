@@ -53,9 +53,14 @@ def _abort_if_diverging(sampler, record) -> None:
 
 def train(args) -> None:
     energy = TARGETS[args.target]()
-    sampler = DiffusionSampler(max_iter=args.max_iter, batch_size=args.batch_size,
-                               n_steps=args.n_steps, random_state=args.seed, verbose=1,
-                               callbacks=[_abort_if_diverging])
+    sampler = DiffusionSampler(
+        max_iter=args.max_iter,
+        batch_size=args.batch_size,
+        n_steps=args.n_steps,
+        random_state=args.seed,
+        verbose=1,
+        callbacks=[_abort_if_diverging],
+    )
     sampler.fit(energy)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -67,14 +72,24 @@ def train(args) -> None:
     sample_seconds = time.perf_counter() - start
     _, log_w = sampler.sample(N_WEIGHTS, random_state=2, return_log_weights=True)
     g = torch.Generator(device=sampler.device_).manual_seed(3)
-    exact = [energy.to(sampler.device_).sample(N_METRIC, generator=g).cpu().numpy()
-             for _ in range(2)]
-    np.savez(out / f"{args.target}.npz", model=model, exact_a=exact[0], exact_b=exact[1],
-             log_w=log_w, log_z=energy.log_normalizer)
+    exact = [
+        energy.to(sampler.device_).sample(N_METRIC, generator=g).cpu().numpy() for _ in range(2)
+    ]
+    np.savez(
+        out / f"{args.target}.npz",
+        model=model,
+        exact_a=exact[0],
+        exact_b=exact[1],
+        log_w=log_w,
+        log_z=energy.log_normalizer,
+    )
     history = sampler.history_
     info = {
-        "target": args.target, "max_iter": args.max_iter, "batch_size": args.batch_size,
-        "n_steps": args.n_steps, "device": _device_name(sampler.device_),
+        "target": args.target,
+        "max_iter": args.max_iter,
+        "batch_size": args.batch_size,
+        "n_steps": args.n_steps,
+        "device": _device_name(sampler.device_),
         "train_seconds": history[-1]["elapsed"],
         "seconds_per_iter": history[-1]["elapsed"] / len(history),
         "sample_6000_seconds": sample_seconds,
@@ -88,9 +103,13 @@ def train(args) -> None:
 def _seconds_per_iteration(execution: str, device: str, iters: int, warmup: int) -> float:
     energy = TARGETS["gmm9"]()
     stamps = []
-    sampler = DiffusionSampler(max_iter=warmup + iters, execution=execution, device=device,
-                               random_state=0,
-                               callbacks=[lambda est, rec: stamps.append(time.perf_counter())])
+    sampler = DiffusionSampler(
+        max_iter=warmup + iters,
+        execution=execution,
+        device=device,
+        random_state=0,
+        callbacks=[lambda est, rec: stamps.append(time.perf_counter())],
+    )
     sampler.fit(energy)
     return (stamps[-1] - stamps[warmup - 1]) / iters
 
@@ -99,8 +118,11 @@ def speed(args) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     modes = ["eager", "cuda_graph"] if device == "cuda" else ["eager"]
     rows = {m: _seconds_per_iteration(m, device, args.iters, args.warmup) for m in modes}
-    result = {"device": _device_name(torch.device(device)), "iters": args.iters,
-              "seconds_per_iter": rows}
+    result = {
+        "device": _device_name(torch.device(device)),
+        "iters": args.iters,
+        "seconds_per_iter": rows,
+    }
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / f"speed_{device}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
@@ -137,8 +159,7 @@ def report(args) -> None:
             lines += [
                 f"| {target} | paper Sinkhorn | {paper['paper_sinkhorn']} | "
                 f"{m['paper_sinkhorn']:.4f} | {m['paper_sinkhorn_floor']:.4f} |",
-                f"| {target} | exact W1 (converged OT) | – | {m['w1']:.4f} | "
-                f"{m['w1_floor']:.4f} |",
+                f"| {target} | exact W1 (converged OT) | – | {m['w1']:.4f} | {m['w1_floor']:.4f} |",
                 f"| {target} | ESS (n=1e5) | {paper['ess']} | {m['ess']:.4f} | 1 |",
                 f"| {target} | IS abs Δlog Z (n=1e5) | {paper['abs_dlogz']} | "
                 f"{m['abs_dlogz']:.4f} ± {m['log_z_stderr']:.4f} | 0 |",

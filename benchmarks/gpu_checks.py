@@ -37,13 +37,16 @@ def check_graph_training_equals_eager_training() -> None:
     """Whole training runs agree: catches graph inputs that the estimator frees or replaces."""
     losses = {}
     for execution in ("eager", "cuda_graph"):
-        sampler = DiffusionSampler(max_iter=60, execution=execution, device="cuda",
-                                   random_state=0).fit(GaussianMixture.grid())
+        sampler = DiffusionSampler(
+            max_iter=60, execution=execution, device="cuda", random_state=0
+        ).fit(GaussianMixture.grid())
         losses[execution] = torch.tensor([r["loss"] for r in sampler.history_])
         assert not any(r["skipped"] for r in sampler.history_), execution
     err = float((losses["eager"] - losses["cuda_graph"]).abs().max())
-    print(f"training losses, graph vs eager: max abs difference {err:.2e}; "
-          f"last {losses['eager'][-1]:.4f} vs {losses['cuda_graph'][-1]:.4f}")
+    print(
+        f"training losses, graph vs eager: max abs difference {err:.2e}; "
+        f"last {losses['eager'][-1]:.4f} vs {losses['cuda_graph'][-1]:.4f}"
+    )
     assert err < 1e-3 * float(losses["eager"].abs().max())
 
 

@@ -29,16 +29,21 @@ def _plot(energy, samples: np.ndarray, path: Path) -> None:
     density = energy.to(torch.float64).log_prob(points).exp().reshape(xx.shape).numpy()
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.contour(xx, yy, density, levels=6, cmap="Greys", linewidths=0.6, alpha=0.6)
-    ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.5, color="tab:blue", label="samples",
-               zorder=3)
+    ax.scatter(
+        samples[:, 0], samples[:, 1], s=2, alpha=0.5, color="tab:blue", label="samples", zorder=3
+    )
     ax.set(title="DiffusionSampler on the 9-mode GMM", xlim=(-8, 8), ylim=(-8, 8))
     ax.legend(loc="upper right")
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
-def run_demo(out: str | Path = "skcds_demo_output", max_iter: int | None = None,
-             verbose: int = 1, random_state: int = 0) -> dict:
+def run_demo(
+    out: str | Path = "skcds_demo_output",
+    max_iter: int | None = None,
+    verbose: int = 1,
+    random_state: int = 0,
+) -> dict:
     """Train, evaluate, plot and save; returns the metrics. See ``python -m skcds demo -h``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -15,10 +15,8 @@ def uniform_grid(n_steps: int, terminal_time: float, *, dtype=None, device=None)
 
 
 def coarsen(grid: Tensor, n_steps: int) -> Tensor:
-    """Every ``(N / n_steps)``-th point of ``grid``: a grid of ``n_steps`` steps on the same span."""
+    """Every ``(N / n_steps)``-th point of ``grid``: ``n_steps`` steps on the same span."""
     fine = grid.shape[0] - 1
     if n_steps < 1 or fine % n_steps:
-        raise ValueError(
-            f"'n_steps' must divide the training grid of {fine} steps; got {n_steps}."
-        )
+        raise ValueError(f"'n_steps' must divide the training grid of {fine} steps; got {n_steps}.")
     return grid[:: fine // n_steps]

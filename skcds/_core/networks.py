@@ -35,15 +35,13 @@ class FourierTimeEmbedding(nn.Module):
     """``[sin(c t + phi), cos(c t + phi)]`` with fixed ``c = linspace(0.1, 100)`` and learned
     phases ``phi``, then an MLP with GELU activations."""
 
-    def __init__(
-        self, dim_out: int, *, width: int = 64, n_layers: int = 2, generator=None
-    ) -> None:
+    def __init__(self, dim_out: int, *, width: int = 64, n_layers: int = 2, generator=None) -> None:
         super().__init__()
         self.register_buffer("frequencies", torch.linspace(0.1, 100.0, width))
         self.phases = nn.Parameter(torch.randn(width, generator=generator))
         sizes = [2 * width] + [width] * (n_layers - 1) + [dim_out]
         self.layers = nn.ModuleList(
-            _linear(a, b, generator) for a, b in zip(sizes[:-1], sizes[1:])
+            _linear(a, b, generator) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
         )
 
     def forward(self, t: Tensor) -> Tensor:  # (m,) -> (m, dim_out)
@@ -148,6 +146,6 @@ class ControlNet(nn.Module):
     def forward(
         self, t: Tensor, x: Tensor, score: Tensor, sigma: Tensor, step: Tensor | None = None
     ) -> Tensor:
-        """``u(t, x)`` at one time ``t`` (0-d tensor) for ``x`` and ``score`` of shape ``(n, d)``."""
+        """``u(t, x)`` at one time ``t`` (0-d tensor), ``x`` and ``score`` of shape ``(n, d)``."""
         features = self.time_features(t.reshape(1), sigma.reshape(1), step)
         return self.control(features, x[None], score[None])[0]

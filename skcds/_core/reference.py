@@ -2,7 +2,8 @@
 
 A reference process is an object with ``terminal_time``, ``drift(t, x)``, ``diffusion(t)``,
 ``noising_transition(t, t_next)`` (the Gaussian transition of the noising process from
-``t_next`` back to ``t``; it makes the discrete-time importance weights exact), ``prior_sample``, ``prior_log_prob`` and ``prior_score``.
+``t_next`` back to ``t``; it makes the discrete-time importance weights exact),
+``prior_sample``, ``prior_log_prob`` and ``prior_score``.
 New processes go in :data:`REFERENCES`.
 """
 

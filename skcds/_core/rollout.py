@@ -14,7 +14,6 @@ analytic controls with the same two methods.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -93,8 +92,11 @@ def _sde(control, process, energy, times, x0, noise, step=None, record=True, gen
     for k in range(dts.shape[0]):
         dt, score = dts[k], energy._grad_log_prob(x)
         u = control.control(_step_features(features, k), x[None], score[None])[0]
-        xi = noise[k] if noise is not None else standard_normal(
-            x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        xi = (
+            noise[k]
+            if noise is not None
+            else standard_normal(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        )
         sigma = features.sigma[k, 0]
         x_next = x + (process.drift(times[k], x) + sigma * u) * dt + sigma * dt.sqrt() * xi
         # log q(x_next | x) - log p_ref(x | x_next), both Gaussian
@@ -107,8 +109,9 @@ def _sde(control, process, energy, times, x0, noise, step=None, record=True, gen
         return Rollout(x, log_rnd, energy._log_prob(x))
     scores.append(energy._grad_log_prob(x))
     stack = torch.stack
-    return Rollout(x, log_rnd, energy._log_prob(x), stack(xs), stack(scores), stack(controls),
-                   noise)
+    return Rollout(
+        x, log_rnd, energy._log_prob(x), stack(xs), stack(scores), stack(controls), noise
+    )
 
 
 def euler_maruyama(
@@ -153,8 +156,9 @@ def euler_maruyama(
         gradients enabled it is differentiable end to end (the KL loss).
     """
     if noise is None and record:
-        noise = standard_normal((times.shape[0] - 1, *x0.shape), generator=generator,
-                                dtype=x0.dtype, device=x0.device)
+        noise = standard_normal(
+            (times.shape[0] - 1, *x0.shape), generator=generator, dtype=x0.dtype, device=x0.device
+        )
     return _sde(control, process, energy, times, x0, noise, step, record, generator)
 
 
@@ -189,8 +193,9 @@ def probability_flow(
         t, dt = times[k], times[k + 1] - times[k]
         d = dt if step is None else step
         conditioning = d.reshape(1) if getattr(control, "step_conditioned", False) else None
-        features = control.time_features(t.reshape(1), process.diffusion(t).reshape(1),
-                                         conditioning)
+        features = control.time_features(
+            t.reshape(1), process.diffusion(t).reshape(1), conditioning
+        )
         u = control.control(features, x[None], energy._grad_log_prob(x)[None])[0]
         x = x + (process.drift(t, x) + 0.5 * features.sigma[0, 0] * u) * dt
     return x

@@ -70,6 +70,6 @@ class EMA:
         with torch.no_grad():
             averaged = list(self.module.parameters())
             torch._foreach_lerp_(averaged, list(module.parameters()), 1.0 - decay)
-            for mine, theirs in zip(self.module.buffers(), module.buffers()):
+            for mine, theirs in zip(self.module.buffers(), module.buffers(), strict=True):
                 mine.copy_(theirs)
         self.n_updates += 1

@@ -15,8 +15,13 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from .._core.reference import get_reference
-from .._core.training import EMA, apply_clip_schedule, make_optimizer, make_scheduler
-from .._core.training import optimizer_step
+from .._core.training import (
+    EMA,
+    apply_clip_schedule,
+    make_optimizer,
+    make_scheduler,
+    optimizer_step,
+)
 from .._version import __version__
 from ..exceptions import IncompatibleModelError
 from . import _validation as v
@@ -106,7 +111,10 @@ class _BaseSampler(DensityMixin, BaseEstimator):
 
     def _prior(self, n: int, generator=None):
         return self.reference_.prior_sample(
-            n, self.energy_.dim, generator=generator or self._generator, dtype=self._dtype,
+            n,
+            self.energy_.dim,
+            generator=generator or self._generator,
+            dtype=self._dtype,
             device=self.device_,
         )
 
@@ -122,8 +130,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
                 apply_clip_schedule(self.control_, iteration)
                 loss, n_nonfinite = self._training_loss(iteration)
                 lr = self._optimizer.param_groups[0]["lr"]
-                grad_norm, skipped = optimizer_step(loss, params, self._optimizer,
-                                                    self._scheduler)
+                grad_norm, skipped = optimizer_step(loss, params, self._optimizer, self._scheduler)
                 self._update_ema(iteration)
                 record = {
                     "iteration": iteration,
@@ -169,8 +176,11 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         return v.make_generator(random_state, self.device_)
 
     def _check_n(self, n_samples, name: str = "n_samples") -> int:
-        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
-                or n_samples < 1:
+        if (
+            isinstance(n_samples, bool)
+            or not isinstance(n_samples, (int, np.integer))
+            or n_samples < 1
+        ):
             raise ValueError(f"'{name}' must be an int >= 1; got {n_samples!r}.")
         return int(n_samples)
 
@@ -189,7 +199,12 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         return (x, torch.cat(ws)) if log_weights else (x, None)
 
     def sample(
-        self, n_samples: int = 1, *, n_steps=None, random_state=None, return_log_weights=False,
+        self,
+        n_samples: int = 1,
+        *,
+        n_steps=None,
+        random_state=None,
+        return_log_weights=False,
         return_tensor: bool = False,
     ):
         """Draw samples from the trained sampler.
@@ -222,8 +237,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         convert = (lambda t: t) if as_tensor else (lambda t: t.detach().cpu().numpy())
         return (convert(x), convert(w)) if log_weights else convert(x)
 
-    def estimate_log_normalizer(self, n_samples: int = 10_000, *, n_steps=None,
-                                random_state=None):
+    def estimate_log_normalizer(self, n_samples: int = 10_000, *, n_steps=None, random_state=None):
         """Estimate ``log Z`` by importance sampling with the sampler's valid log-weights.
 
         Parameters

@@ -150,16 +150,23 @@ class DiffusionSampler(_BaseSampler):
         self.callbacks = callbacks
 
     def _build(self, dim: int, generator: torch.Generator) -> ControlNet:
-        return ControlNet(dim, width=self.width, langevin="lerp",
-                          terminal_time=self.reference_.terminal_time, generator=generator)
+        return ControlNet(
+            dim,
+            width=self.width,
+            langevin="lerp",
+            terminal_time=self.reference_.terminal_time,
+            generator=generator,
+        )
 
     def _grid(self, n_steps: int) -> torch.Tensor:
-        return uniform_grid(n_steps, self.reference_.terminal_time, dtype=self._dtype,
-                            device=self.device_)
+        return uniform_grid(
+            n_steps, self.reference_.terminal_time, dtype=self._dtype, device=self.device_
+        )
 
     def _use_graph(self) -> bool:
         wanted = self.execution == "cuda_graph" or (
-            self.execution == "auto" and self.device_.type == "cuda"
+            self.execution == "auto"
+            and self.device_.type == "cuda"
             and not getattr(self, "_graph_failed", False)
         )
         if wanted and (self.device_.type != "cuda" or self.loss != "log_variance"):
@@ -181,8 +188,9 @@ class DiffusionSampler(_BaseSampler):
             except RuntimeError as error:
                 if self.execution == "cuda_graph":
                     raise
-                warnings.warn(f"CUDA graph capture failed ({error}); training eagerly.",
-                              stacklevel=4)
+                warnings.warn(
+                    f"CUDA graph capture failed ({error}); training eagerly.", stacklevel=4
+                )
                 self._graph_failed = True
                 return euler_maruyama(*args, x0, noise)
         return self._captured[key](x0, noise)
@@ -191,16 +199,26 @@ class DiffusionSampler(_BaseSampler):
         times = self._grid(self.n_steps)
         x0 = self._prior(self.batch_size)
         if self.loss == "kl":
-            roll = euler_maruyama(self.control_, self.reference_, self.energy_, times, x0,
-                                  record=False, generator=self._generator)
+            roll = euler_maruyama(
+                self.control_,
+                self.reference_,
+                self.energy_,
+                times,
+                x0,
+                record=False,
+                generator=self._generator,
+            )
             log_w = roll.log_weights
         else:
-            noise = standard_normal((self.n_steps, *x0.shape), generator=self._generator,
-                                    dtype=x0.dtype, device=x0.device)
+            noise = standard_normal(
+                (self.n_steps, *x0.shape),
+                generator=self._generator,
+                dtype=x0.dtype,
+                device=x0.device,
+            )
             with torch.no_grad():
                 roll = self._detached_rollout(times, x0, noise)
-            log_w = roll.log_target - training_log_rnd(self.control_, self.reference_,
-                                                       times, roll)
+            log_w = roll.log_target - training_log_rnd(self.control_, self.reference_, times, roll)
         value, n_nonfinite = get_loss(self.loss)(log_w)
         return value / self.n_features_in_, n_nonfinite
 
@@ -211,12 +229,21 @@ class DiffusionSampler(_BaseSampler):
         if method == "ode":
             x = probability_flow(control, self.reference_, self.energy_, times, x0)
             return x, None
-        roll = euler_maruyama(control, self.reference_, self.energy_, times, x0,
-                              record=False, generator=generator)
+        roll = euler_maruyama(
+            control, self.reference_, self.energy_, times, x0, record=False, generator=generator
+        )
         return roll.x, roll.log_weights if log_weights else None
 
-    def sample(self, n_samples: int = 1, *, n_steps=None, random_state=None,
-               return_log_weights=False, return_tensor=False, method: str = "sde"):
+    def sample(
+        self,
+        n_samples: int = 1,
+        *,
+        n_steps=None,
+        random_state=None,
+        return_log_weights=False,
+        return_tensor=False,
+        method: str = "sde",
+    ):
         """Draw samples by simulating the trained SDE (or its probability-flow ODE).
 
         Parameters

@@ -31,8 +31,9 @@ def test_log_variance_is_zero_at_the_optimum_and_shift_invariant():
     constant = torch.full((10,), 3.5)
     assert float(LOSSES["log_variance"](constant)[0]) == 0.0
     log_w = torch.randn(10, generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(LOSSES["log_variance"](log_w + 7)[0],
-                               LOSSES["log_variance"](log_w)[0])
+    torch.testing.assert_close(
+        LOSSES["log_variance"](log_w + 7)[0], LOSSES["log_variance"](log_w)[0]
+    )
 
 
 def test_kl_is_minus_the_mean_log_weight():

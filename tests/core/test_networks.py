@@ -33,7 +33,7 @@ def test_initialisation_uses_only_the_given_generator():
     state = torch.random.get_rng_state()
     first, second = _net(), _net()
     assert torch.equal(torch.random.get_rng_state(), state)
-    for a, b in zip(first.parameters(), second.parameters()):
+    for a, b in zip(first.parameters(), second.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -53,5 +53,6 @@ def test_batched_time_features_match_single_time_calls():
 
 def test_step_conditioned_needs_a_step():
     with pytest.raises(ValueError, match="^this control is step-conditioned: 'step' is required.$"):
-        _net(step_conditioned=True)(torch.tensor(0.0), torch.zeros(1, 2), torch.zeros(1, 2),
-                                    torch.tensor(1.0))
+        _net(step_conditioned=True)(
+            torch.tensor(0.0), torch.zeros(1, 2), torch.zeros(1, 2), torch.tensor(1.0)
+        )

@@ -32,11 +32,14 @@ def test_marginal_matches_monte_carlo_of_the_noising_sde(process, generator):
     t_stop, n, steps = 0.6, 20_000, 400
     x = torch.full((n,), 2.0, dtype=torch.float64)
     ts = torch.linspace(process.terminal_time, t_stop, steps + 1, dtype=torch.float64)
-    for a, b in zip(ts[:-1], ts[1:]):  # noising runs backwards in generative time
+    for a, b in zip(ts[:-1], ts[1:], strict=True):  # noising runs backwards in generative time
         dt = a - b
         beta = process.beta(a)
-        x = x - 0.5 * beta * x * dt + (beta * dt).sqrt() * torch.randn(
-            n, generator=generator, dtype=torch.float64)
+        x = (
+            x
+            - 0.5 * beta * x * dt
+            + (beta * dt).sqrt() * torch.randn(n, generator=generator, dtype=torch.float64)
+        )
     alpha, var = process.marginal(torch.tensor(t_stop, dtype=torch.float64))
     assert float(x.mean()) == pytest.approx(2 * float(alpha), abs=4 * math.sqrt(var / n) + 5e-3)
     assert float(x.var()) == pytest.approx(float(var), rel=0.05)
@@ -44,7 +47,8 @@ def test_marginal_matches_monte_carlo_of_the_noising_sde(process, generator):
 
 def test_prior_sample_is_truncated_and_deterministic(process):
     draw = lambda: process.prior_sample(  # noqa: E731
-        5000, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float32, device="cpu")
+        5000, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float32, device="cpu"
+    )
     x = draw()
     assert x.shape == (5000, 3)
     assert float(x.abs().max()) <= process.truncation_radius

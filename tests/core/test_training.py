@@ -3,8 +3,13 @@ import math
 import torch
 
 from skcds._core.networks import ControlNet
-from skcds._core.training import EMA, apply_clip_schedule, make_optimizer, make_scheduler
-from skcds._core.training import optimizer_step
+from skcds._core.training import (
+    EMA,
+    apply_clip_schedule,
+    make_optimizer,
+    make_scheduler,
+    optimizer_step,
+)
 
 
 def _setup():
@@ -19,7 +24,7 @@ def test_non_finite_loss_is_skipped_without_touching_parameters():
     loss = net.scale_net.layers[-1].bias.sum() * math.nan
     grad_norm, skipped = optimizer_step(loss, list(net.parameters()), opt, sched)
     assert skipped
-    for a, b in zip(before, net.parameters()):
+    for a, b in zip(before, net.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -53,7 +58,7 @@ def test_ema_first_update_copies_then_averages():
         for p in net.parameters():
             p.add_(1.0)
     ema.update(net)  # decay 0 at the first update: a copy
-    for a, b in zip(ema.module.parameters(), net.parameters()):
+    for a, b in zip(ema.module.parameters(), net.parameters(), strict=True):
         torch.testing.assert_close(a, b)
     with torch.no_grad():
         net.clip_model.fill_(50.0)
@@ -61,6 +66,6 @@ def test_ema_first_update_copies_then_averages():
             p.add_(1.0)
     ema.update(net)
     decay = 1 - 2.0**-0.9
-    for a, b in zip(ema.module.parameters(), net.parameters()):
+    for a, b in zip(ema.module.parameters(), net.parameters(), strict=True):
         torch.testing.assert_close(a, b - decay)
     assert float(ema.module.clip_model) == 50.0

@@ -37,8 +37,15 @@ def fitted():
 def test_fit_sets_attributes_and_history(fitted):
     assert fitted.n_iter_ == 3 and fitted.n_features_in_ == 2
     assert fitted.device_ == torch.device("cpu")
-    assert set(fitted.history_[0]) == {"iteration", "loss", "learning_rate", "grad_norm",
-                                       "n_nonfinite", "skipped", "elapsed"}
+    assert set(fitted.history_[0]) == {
+        "iteration",
+        "loss",
+        "learning_rate",
+        "grad_norm",
+        "n_nonfinite",
+        "skipped",
+        "elapsed",
+    }
     assert [r["iteration"] for r in fitted.history_] == [0, 1, 2]
 
 
@@ -52,7 +59,9 @@ def test_sample_shapes_dtypes_and_log_weights(fitted):
 
 
 def test_int_random_state_gives_identical_draws_and_none_advances(fitted):
-    np.testing.assert_array_equal(fitted.sample(5, random_state=3), fitted.sample(5, random_state=3))
+    np.testing.assert_array_equal(
+        fitted.sample(5, random_state=3), fitted.sample(5, random_state=3)
+    )
     assert not np.array_equal(fitted.sample(5), fitted.sample(5))
 
 
@@ -76,8 +85,12 @@ def test_energy_from_constructor_and_clone():
 
 def test_warm_start_continues_and_callbacks_see_every_row():
     rows = []
-    sampler = DiffusionSampler(**TINY, random_state=0, warm_start=True,
-                               callbacks=[lambda est, row: rows.append(row["iteration"])])
+    sampler = DiffusionSampler(
+        **TINY,
+        random_state=0,
+        warm_start=True,
+        callbacks=[lambda est, row: rows.append(row["iteration"])],
+    )
     sampler.fit(GaussianMixture.grid()).fit(GaussianMixture.grid())
     assert sampler.n_iter_ == 6 and rows == list(range(6))
 
@@ -92,7 +105,8 @@ def test_estimate_log_normalizer_and_score(fitted):
     assert 0 < est.ess <= 1 and est.stderr > 0 and est.elbo <= est.log_z
     assert fitted.score() == fitted.score()  # fixed random_state: comparable across models
     assert fitted.score() == pytest.approx(
-        fitted.estimate_log_normalizer(4096, random_state=0).elbo)
+        fitted.estimate_log_normalizer(4096, random_state=0).elbo
+    )
 
 
 def test_not_fitted():
@@ -103,21 +117,33 @@ def test_not_fitted():
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"loss": "log_varaince"},
-         "The 'loss' parameter of DiffusionSampler must be one of ['kl', 'log_variance']. "
-         "Got 'log_varaince' instead. Did you mean 'log_variance'?"),
-        ({"n_steps": 0},
-         "The 'n_steps' parameter of DiffusionSampler must be an int >= 1. Got 0 instead."),
-        ({"learning_rate": -1.0},
-         "The 'learning_rate' parameter of DiffusionSampler must be a float > 0. "
-         "Got -1.0 instead."),
-        ({"batch_size": 1},
-         "The 'batch_size' parameter of DiffusionSampler must be an int >= 2. Got 1 instead."),
-        ({"max_iter": 2.5},
-         "The 'max_iter' parameter of DiffusionSampler must be an int >= 1. Got 2.5 instead."),
-        ({"execution": "graph"},
-         "The 'execution' parameter of DiffusionSampler must be one of ['auto', 'cuda_graph', "
-         "'eager']. Got 'graph' instead. Did you mean 'cuda_graph'?"),
+        (
+            {"loss": "log_varaince"},
+            "The 'loss' parameter of DiffusionSampler must be one of ['kl', 'log_variance']. "
+            "Got 'log_varaince' instead. Did you mean 'log_variance'?",
+        ),
+        (
+            {"n_steps": 0},
+            "The 'n_steps' parameter of DiffusionSampler must be an int >= 1. Got 0 instead.",
+        ),
+        (
+            {"learning_rate": -1.0},
+            "The 'learning_rate' parameter of DiffusionSampler must be a float > 0. "
+            "Got -1.0 instead.",
+        ),
+        (
+            {"batch_size": 1},
+            "The 'batch_size' parameter of DiffusionSampler must be an int >= 2. Got 1 instead.",
+        ),
+        (
+            {"max_iter": 2.5},
+            "The 'max_iter' parameter of DiffusionSampler must be an int >= 1. Got 2.5 instead.",
+        ),
+        (
+            {"execution": "graph"},
+            "The 'execution' parameter of DiffusionSampler must be one of ['auto', 'cuda_graph', "
+            "'eager']. Got 'graph' instead. Did you mean 'cuda_graph'?",
+        ),
     ],
 )
 def test_invalid_parameters_have_whole_messages(params, message):
@@ -153,7 +179,9 @@ def test_bad_sampling_arguments(fitted):
 def test_joblib_round_trip_keeps_samples_and_can_continue(fitted, tmp_path):
     joblib.dump(fitted, tmp_path / "model.joblib")
     loaded = joblib.load(tmp_path / "model.joblib")
-    np.testing.assert_array_equal(loaded.sample(5, random_state=1), fitted.sample(5, random_state=1))
+    np.testing.assert_array_equal(
+        loaded.sample(5, random_state=1), fitted.sample(5, random_state=1)
+    )
     loaded.set_params(warm_start=True).fit(GaussianMixture.grid())
     assert loaded.n_iter_ == 6
 
