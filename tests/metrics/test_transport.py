@@ -91,6 +91,12 @@ def test_sinkhorn_gives_the_converged_value_of_method_md():
     assert wasserstein(x, y, p=1) == pytest.approx(3.0458, abs=1e-3)
 
 
+@pytest.mark.parametrize("n", [1, 2])
+def test_sinkhorn_of_tiny_sets_is_the_translation_length(n):
+    x = np.arange(2.0 * n).reshape(n, 2)
+    assert sinkhorn(x, x + [3.0, 4.0]) == pytest.approx(5.0, abs=1e-4)
+
+
 def test_sinkhorn_torch_float32_and_numpy_float64_agree():
     x, y = two_clouds(seed=5)
     expected = sinkhorn(x, y)
