@@ -21,9 +21,10 @@ class VPProcess:
     """Variance-preserving process of DIS in generative time, with a truncated Gaussian prior.
 
     ``beta(t) = beta_max + (beta_min - beta_max) t / T`` (``beta_max`` at the prior),
-    drift ``+beta(t) x / 2`` and diffusion ``sqrt(beta(t))``. The prior ``N(0, I)`` is sampled
-    truncated per coordinate to its central ``1 - truncation`` mass and evaluated untruncated,
-    as in the reference code.
+    drift ``+beta(t) x / 2`` and diffusion ``sqrt(beta(t))``. The prior ``N(0, I)`` is
+    truncated per coordinate to its central ``1 - truncation`` mass; its log-density is that of
+    the truncated law (the reference code uses the untruncated one, which is off by
+    ``-d log(1 - truncation)``, 0.16 nats at d = 1600), so importance weights stay exact.
     """
 
     def __init__(
@@ -75,7 +76,10 @@ class VPProcess:
         return torch.nn.init.trunc_normal_(x, a=-c, b=c, generator=generator)
 
     def prior_log_prob(self, x: Tensor) -> Tensor:
-        return -0.5 * (x**2).sum(-1) - 0.5 * x.shape[-1] * math.log(2 * math.pi)
+        """Log-density of the truncated prior at points inside its support."""
+        dim = x.shape[-1]
+        normalizer = 0.5 * dim * math.log(2 * math.pi) + dim * math.log1p(-self.truncation)
+        return -0.5 * (x**2).sum(-1) - normalizer
 
     def prior_score(self, x: Tensor) -> Tensor:
         return -x

@@ -1,5 +1,5 @@
-"""Rollouts: Euler–Maruyama SDE sampling with log-RND accumulation, and the Euler
-probability-flow ODE (method.md §1.4, §2.1).
+"""Rollouts: Euler–Maruyama SDE sampling with log-RND accumulation (method.md §1.4, §2.1).
+The deterministic probability-flow sampler is in :mod:`skcds._core.flow`.
 
 Every rollout loop is a fixed sequence of tensor operations writing into preallocated
 buffers: no host–device synchronisation and no Python branching on tensor values per step.
@@ -25,7 +25,6 @@ __all__ = [
     "CapturedSDE",
     "Rollout",
     "euler_maruyama",
-    "probability_flow",
     "standard_normal",
     "training_log_rnd",
 ]
@@ -178,27 +177,6 @@ def training_log_rnd(control, process, times: Tensor, roll: Rollout, step=None) 
     shifted = roll.noise + (roll.controls - u) * sqrt_dt
     change = -0.5 * (shifted.square() - roll.noise.square()).sum((0, 2))
     return roll.log_rnd + change
-
-
-def probability_flow(
-    control, process, energy, times: Tensor, x0: Tensor, step: Tensor | None = None
-) -> Tensor:
-    """Explicit Euler on the probability-flow ODE ``dx/dt = drift + sigma u / 2`` (§1.4).
-
-    ``step`` (step-conditioned controls only) defaults to each step's own length, so that a
-    coarse grid of ``k`` steps gives the SCDS ``k``-step sampler.
-    """
-    x = x0
-    for k in range(times.shape[0] - 1):
-        t, dt = times[k], times[k + 1] - times[k]
-        d = dt if step is None else step
-        conditioning = d.reshape(1) if getattr(control, "step_conditioned", False) else None
-        features = control.time_features(
-            t.reshape(1), process.diffusion(t).reshape(1), conditioning
-        )
-        u = control.control(features, x[None], energy._grad_log_prob(x)[None])[0]
-        x = x + (process.drift(t, x) + 0.5 * features.sigma[0, 0] * u) * dt
-    return x
 
 
 class CapturedSDE:

@@ -36,11 +36,12 @@ def apply_clip_schedule(control: nn.Module, iteration: int, initial: float = 10.
             buffer.fill_(value)
 
 
-def optimizer_step(loss: Tensor, params, optimizer, scheduler, max_norm: float = 1.0):
+def optimizer_step(loss: Tensor, params, optimizer, scheduler=None, max_norm: float = 1.0):
     """Backward, clip and step, unless the loss or the gradient norm is non-finite.
 
     Returns ``(grad_norm, skipped)``; a skipped step leaves parameters, optimiser state and
-    the learning-rate schedule untouched.
+    the learning-rate schedule untouched. ``scheduler=None`` leaves the schedule to the
+    caller (samplers that take several optimiser steps per iteration advance it once).
     """
     optimizer.zero_grad(set_to_none=True)
     if torch.isfinite(loss):
@@ -49,7 +50,8 @@ def optimizer_step(loss: Tensor, params, optimizer, scheduler, max_norm: float =
     skipped = not math.isfinite(grad_norm) or not math.isfinite(float(loss.detach()))
     if not skipped:
         optimizer.step()
-        scheduler.step()
+        if scheduler is not None:
+            scheduler.step()
     return grad_norm, skipped
 
 

@@ -60,8 +60,13 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         """Return the trainable module (on CPU; the template moves it)."""
         raise NotImplementedError
 
-    def _training_loss(self, iteration: int):
-        """Return ``(loss, n_nonfinite)`` for one iteration (tensors)."""
+    def _training_steps(self, iteration: int):
+        """Yield ``(logs, loss, n_nonfinite)`` once per optimiser step of one iteration.
+
+        The loop steps the optimiser on each ``loss`` before resuming the generator, so a
+        later loss of the same iteration sees the updated parameters (alternating updates).
+        ``logs`` maps ``history_`` columns to the loss terms (tensors) to record.
+        """
         raise NotImplementedError
 
     def _sample_chunk(self, n: int, n_steps: int, generator, log_weights: bool, **options):
@@ -119,7 +124,8 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         )
 
     def _train(self, n_iter: int) -> None:
-        """The training loop: one optimiser step per iteration, one ``history_`` row each."""
+        """The training loop: the optimiser steps of :meth:`_training_steps`, then one
+        learning-rate step, one EMA update and one ``history_`` row per iteration."""
         params = list(self.control_.parameters())
         elapsed0 = self.history_[-1]["elapsed"] if self.history_ else 0.0
         start = time.perf_counter()
@@ -128,19 +134,22 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             for _ in range(n_iter):
                 iteration = self.n_iter_
                 apply_clip_schedule(self.control_, iteration)
-                loss, n_nonfinite = self._training_loss(iteration)
                 lr = self._optimizer.param_groups[0]["lr"]
-                grad_norm, skipped = optimizer_step(loss, params, self._optimizer, self._scheduler)
+                record = {"iteration": iteration, "learning_rate": lr, "n_nonfinite": 0}
+                stepped = skipped_any = False
+                for logs, loss, n_nonfinite in self._training_steps(iteration):
+                    grad_norm, skipped = optimizer_step(loss, params, self._optimizer)
+                    stepped, skipped_any = stepped or not skipped, skipped_any or skipped
+                    record.update((name, float(term.detach())) for name, term in logs.items())
+                    record["n_nonfinite"] += int(n_nonfinite)
+                if stepped:
+                    self._scheduler.step()
                 self._update_ema(iteration)
-                record = {
-                    "iteration": iteration,
-                    "loss": float(loss.detach()),
-                    "learning_rate": lr,
-                    "grad_norm": grad_norm,
-                    "n_nonfinite": int(n_nonfinite),
-                    "skipped": skipped,
-                    "elapsed": elapsed0 + time.perf_counter() - start,
-                }
+                record.update(
+                    grad_norm=grad_norm,
+                    skipped=skipped_any,
+                    elapsed=elapsed0 + time.perf_counter() - start,
+                )
                 self.history_.append(record)
                 self.n_iter_ += 1
                 for callback in self.callbacks or ():
@@ -184,10 +193,14 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             raise ValueError(f"'{name}' must be an int >= 1; got {n_samples!r}.")
         return int(n_samples)
 
+    def _sampling_steps(self, n_steps) -> int:
+        """The validated number of sampling steps (``None``: the training grid)."""
+        return self.n_steps if n_steps is None else self._check_n(n_steps, "n_steps")
+
     def _draw(self, n_samples, n_steps, random_state, log_weights: bool, **options):
         check_is_fitted(self, "n_iter_")
         n = self._check_n(n_samples)
-        n_steps = self.n_steps if n_steps is None else self._check_n(n_steps, "n_steps")
+        n_steps = self._sampling_steps(n_steps)
         generator = self._sampling_generator(random_state)
         xs, ws = [], []
         with torch.no_grad():
@@ -237,7 +250,9 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         convert = (lambda t: t) if as_tensor else (lambda t: t.detach().cpu().numpy())
         return (convert(x), convert(w)) if log_weights else convert(x)
 
-    def estimate_log_normalizer(self, n_samples: int = 10_000, *, n_steps=None, random_state=None):
+    def estimate_log_normalizer(
+        self, n_samples: int = 10_000, *, n_steps=None, random_state=None, **options
+    ):
         """Estimate ``log Z`` by importance sampling with the sampler's valid log-weights.
 
         Parameters
@@ -248,6 +263,8 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             Sampling steps (defaults to the training grid).
         random_state : None, int or RandomState, optional
             As in :meth:`sample`.
+        **options
+            Further sampling options of the estimator's :meth:`sample` (e.g. ``method``).
 
         Returns
         -------
@@ -257,7 +274,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         """
         from ..metrics import estimate_log_normalizer
 
-        _, log_w = self._draw(n_samples, n_steps, random_state, True)
+        _, log_w = self._draw(n_samples, n_steps, random_state, True, **options)
         return estimate_log_normalizer(log_w.double().cpu().numpy())
 
     def score(self, X=None, y=None, *, n_samples: int = 4096, random_state=0) -> float:

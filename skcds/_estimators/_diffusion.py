@@ -6,13 +6,13 @@ import warnings
 
 import torch
 
+from .._core.flow import euler_flow
 from .._core.grids import uniform_grid
 from .._core.losses import get_loss
 from .._core.networks import ControlNet
 from .._core.rollout import (
     CapturedSDE,
     euler_maruyama,
-    probability_flow,
     standard_normal,
     training_log_rnd,
 )
@@ -176,15 +176,19 @@ class DiffusionSampler(_BaseSampler):
             )
         return wanted
 
-    def _detached_rollout(self, times, x0, noise):
+    def _step_conditioning(self, n_steps: int) -> torch.Tensor | None:
+        """The step-size input of the control on an ``n_steps`` grid (none for DIS)."""
+        return None
+
+    def _detached_rollout(self, times, x0, noise, step):
         """The no-grad training rollout: replayed from a CUDA graph when enabled."""
         args = (self.control_, self.reference_, self.energy_, times)
         if not self._use_graph():
-            return euler_maruyama(*args, x0, noise)
+            return euler_maruyama(*args, x0, noise, step)
         key = ("sde", *x0.shape, times.shape[0])
         if key not in self._captured:
             try:
-                self._captured[key] = CapturedSDE(*args, x0)
+                self._captured[key] = CapturedSDE(*args, x0, step)
             except RuntimeError as error:
                 if self.execution == "cuda_graph":
                     raise
@@ -192,11 +196,12 @@ class DiffusionSampler(_BaseSampler):
                     f"CUDA graph capture failed ({error}); training eagerly.", stacklevel=4
                 )
                 self._graph_failed = True
-                return euler_maruyama(*args, x0, noise)
+                return euler_maruyama(*args, x0, noise, step)
         return self._captured[key](x0, noise)
 
-    def _training_loss(self, iteration: int):
-        times = self._grid(self.n_steps)
+    def _diffusion_loss(self):
+        """``(loss, n_nonfinite, rollout)`` of the divergence on one batch of SDE paths."""
+        times, step = self._grid(self.n_steps), self._step_conditioning(self.n_steps)
         x0 = self._prior(self.batch_size)
         if self.loss == "kl":
             roll = euler_maruyama(
@@ -205,7 +210,7 @@ class DiffusionSampler(_BaseSampler):
                 self.energy_,
                 times,
                 x0,
-                record=False,
+                step=step,
                 generator=self._generator,
             )
             log_w = roll.log_weights
@@ -217,21 +222,29 @@ class DiffusionSampler(_BaseSampler):
                 device=x0.device,
             )
             with torch.no_grad():
-                roll = self._detached_rollout(times, x0, noise)
-            log_w = roll.log_target - training_log_rnd(self.control_, self.reference_, times, roll)
+                roll = self._detached_rollout(times, x0, noise, step)
+            rnd = training_log_rnd(self.control_, self.reference_, times, roll, step)
+            log_w = roll.log_target - rnd
         value, n_nonfinite = get_loss(self.loss)(log_w)
-        return value / self.n_features_in_, n_nonfinite
+        return value / self.n_features_in_, n_nonfinite, roll
+
+    def _training_steps(self, iteration: int):
+        loss, n_nonfinite, _ = self._diffusion_loss()
+        yield {"loss": loss}, loss, n_nonfinite
 
     def _sample_chunk(self, n, n_steps, generator, log_weights, method="sde"):
-        times = self._grid(n_steps)
+        if method not in ("sde", "ode"):
+            raise ValueError(f"'method' must be one of ['ode', 'sde']; got {method!r}.")
+        times, step = self._grid(n_steps), self._step_conditioning(n_steps)
         x0 = self._prior(n, generator)
-        control = self._sampling_control
+        args = (self._sampling_control, self.reference_, self.energy_, times, x0)
         if method == "ode":
-            x = probability_flow(control, self.reference_, self.energy_, times, x0)
-            return x, None
-        roll = euler_maruyama(
-            control, self.reference_, self.energy_, times, x0, record=False, generator=generator
-        )
+            if not log_weights:
+                return euler_flow(*args, step), None
+            with torch.enable_grad():  # Jacobians of the map need autograd
+                x, log_q = euler_flow(*args, step, log_density=True)
+            return x.detach(), (self.energy_._log_prob(x) - log_q).detach()
+        roll = euler_maruyama(*args, step=step, record=False, generator=generator)
         return roll.x, roll.log_weights if log_weights else None
 
     def sample(
@@ -256,15 +269,15 @@ class DiffusionSampler(_BaseSampler):
             ``None`` continues the estimator's own generator; an int gives the same draws on
             every call.
         return_log_weights : bool, default=False
-            Also return the importance log-weights of the discrete path (SDE only): exact for
-            the sampler run, so their mean is a true ELBO and ``mean(exp(log_w))`` is an
-            unbiased estimate of ``Z`` at any ``n_steps``.
+            Also return the importance log-weights, exact for the sampler run at any
+            ``n_steps``: so their mean is a true ELBO and ``mean(exp(log_w))`` an unbiased
+            estimate of ``Z``. For the SDE they are path weights; for the ODE, a deterministic
+            map, they come from its exact density by change of variables (a ``d x d``
+            Jacobian per sample and step; needs a target whose score torch can differentiate).
         return_tensor : bool, default=False
             Return torch tensors on the model's device instead of numpy arrays.
         method : {'sde', 'ode'}, default='sde'
-            Euler–Maruyama on the controlled SDE, or Euler on its probability-flow ODE (a
-            deterministic map; its log-weights need the change-of-variables machinery of the
-            one-step samplers and are not available here).
+            Euler–Maruyama on the controlled SDE, or Euler on its probability-flow ODE.
 
         Returns
         -------
@@ -272,12 +285,5 @@ class DiffusionSampler(_BaseSampler):
         log_weights : ndarray of shape (n_samples,)
             Only when ``return_log_weights=True``.
         """
-        if method not in ("sde", "ode"):
-            raise ValueError(f"'method' must be one of ['ode', 'sde']; got {method!r}.")
-        if method == "ode" and return_log_weights:
-            raise ValueError(
-                "return_log_weights=True needs method='sde': the ODE sampler is a deterministic "
-                "map whose density needs a change of variables, not provided by DiffusionSampler."
-            )
         x, w = self._draw(n_samples, n_steps, random_state, return_log_weights, method=method)
         return self._output(x, w, return_log_weights, return_tensor)

@@ -110,6 +110,25 @@ class Energy(torch.nn.Module):
             (grad,) = torch.autograd.grad(self._log_prob(x).sum(), x)
         return grad
 
+    def _hessian_log_prob(self, x: Tensor) -> Tensor:
+        """Hessians ``(n, dim, dim)`` of ``log rho``: ``dim`` autograd passes through the score
+        (closed forms may override). Used for the exact density of deterministic samplers."""
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            score = self._grad_log_prob(x)
+            if not score.requires_grad:
+                raise EnergyError(
+                    f"{type(self).__name__}: exact log-weights of a deterministic sampler need "
+                    "the Hessian of log_prob, but this energy's score is not differentiable by "
+                    "torch (a numpy log-density has finite-difference gradients). Use "
+                    "method='sde' for weights, or wrap a torch log-density."
+                )
+            rows = [
+                torch.autograd.grad(score[:, i].sum(), x, retain_graph=i + 1 < self.dim)[0]
+                for i in range(self.dim)
+            ]
+        return torch.stack(rows, dim=1)
+
     def grad_log_prob(self, x: Tensor) -> Tensor:
         """Score ``grad log rho(x)`` of shape ``(n, dim)`` (autograd unless overridden)."""
         return self._grad_log_prob(_check_batch(x, self.dim))

@@ -139,5 +139,9 @@ class LGCP(Energy):
         prior = (x - self.prior_mean) @ self._precision.to(x)
         return self._counts.to(x) - self._cell_area * torch.exp(x) - prior
 
+    def _hessian_log_prob(self, x: Tensor) -> Tensor:
+        intensity = self._cell_area * torch.exp(x)
+        return -self._precision.to(x) - torch.diag_embed(intensity)
+
     def extra_repr(self) -> str:
         return f"dim={self.dim}, n_points={len(self.points)}, n_bins={self.n_bins}"

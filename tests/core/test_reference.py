@@ -56,10 +56,18 @@ def test_prior_sample_is_truncated_and_deterministic(process):
     assert float(x.std()) == pytest.approx(1.0, abs=0.05)
 
 
-def test_prior_log_prob_is_standard_normal(process):
+def test_prior_log_prob_is_the_truncated_standard_normal(process):
     x = torch.tensor([[0.0, 0.0], [1.0, -2.0]])
-    expected = torch.tensor([-math.log(2 * math.pi), -2.5 - math.log(2 * math.pi)])
+    truncation = 2 * math.log1p(-process.truncation)
+    expected = torch.tensor([-math.log(2 * math.pi), -2.5 - math.log(2 * math.pi)]) - truncation
     torch.testing.assert_close(process.prior_log_prob(x), expected)
+
+
+def test_prior_density_integrates_to_one_on_its_support(process):
+    c = process.truncation_radius
+    x = torch.linspace(-c, c, 200_001, dtype=torch.float64)[:, None]
+    mass = torch.trapezoid(process.prior_log_prob(x).exp(), x[:, 0])
+    assert float(mass) == pytest.approx(1.0, abs=1e-9)
 
 
 def test_unknown_reference_lists_options():

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from skcds._core.grids import uniform_grid
 from skcds._core.networks import ControlNet
 from skcds._core.reference import get_reference
-from skcds._core.rollout import euler_maruyama, probability_flow, training_log_rnd
+from skcds._core.flow import euler_flow as probability_flow
+from skcds._core.rollout import euler_maruyama, training_log_rnd
 from skcds.energies import from_log_prob
 
 from ._controls import StationaryControl, ZeroControl

@@ -1,0 +1,68 @@
+"""Self-consistency of the step-conditioned probability flow (SCDS, method.md §4).
+
+One Euler step of size ``2d`` must land where two steps of size ``d`` land (eq. 9–11), the
+two-step target under stop-gradient. Jumps are drawn so that every trained jump is one that
+a ``k``-step sampler uses: lengths are powers of two of the grid step (``2 .. N`` grid units;
+length 1 is the diffusion loss's base case) and starts are multiples of the length.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .flow import flow_velocity
+
+__all__ = ["sample_jumps", "self_consistency_loss"]
+
+
+def sample_jumps(n_steps: int, batch: int, *, generator, device) -> tuple[Tensor, Tensor]:
+    """Start indices and lengths (in grid steps) of ``batch`` jumps on an ``n_steps`` grid.
+
+    The length is ``2**j`` with ``j`` uniform on ``1..log2(n_steps)``; the start is
+    ``k * length`` with ``k`` uniform on ``0..n_steps / length - 1``.
+    """
+    levels = int(math.log2(n_steps))
+    lengths = 2 ** torch.randint(1, levels + 1, (batch,), generator=generator, device=device)
+    u = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)
+    starts = (u * (n_steps // lengths)).long() * lengths
+    return starts, lengths
+
+
+def _velocity(control, process, t: Tensor, x: Tensor, score: Tensor, step: Tensor) -> Tensor:
+    """Flow velocity with one time and step size per sample (``t``, ``step`` of shape (n,))."""
+    return flow_velocity(control, process, t, x[:, None], score[:, None], step)[:, 0]
+
+
+def self_consistency_loss(
+    control, process, energy, times: Tensor, xs: Tensor, scores: Tensor, starts, lengths
+) -> Tensor:
+    """Mean squared gap between one jump of length ``2d`` and two of length ``d`` (eq. 11).
+
+    Parameters
+    ----------
+    times : Tensor of shape (N + 1,)
+        The uniform training grid.
+    xs, scores : Tensor of shape (N + 1, n, d)
+        States of SDE trajectories and the target scores there (detached).
+    starts, lengths : Tensor of shape (n,)
+        Jumps from :func:`sample_jumps`, one per trajectory.
+
+    Returns
+    -------
+    Tensor
+        Mean over samples and coordinates; differentiable in the one-jump student only.
+    """
+    rows = torch.arange(xs.shape[1], device=xs.device)
+    t, x, score = times[starts], xs[starts, rows], scores[starts, rows]
+    jump = lengths.to(times.dtype) * (times[1] - times[0])
+    half = 0.5 * jump
+    with torch.no_grad():
+        x_half = x + half[:, None] * _velocity(control, process, t, x, score, half)
+        score_half = energy._grad_log_prob(x_half)
+        v_half = _velocity(control, process, t + half, x_half, score_half, half)
+        target = x_half + half[:, None] * v_half
+    student = x + jump[:, None] * _velocity(control, process, t, x, score, jump)
+    return (target - student).square().mean()

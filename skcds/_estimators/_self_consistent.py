@@ -1,0 +1,254 @@
+"""SelfConsistentSampler: SCDS (method.md §4), one network for diffusion sampling and jumps."""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+from .._core.consistency import sample_jumps, self_consistency_loss
+from .._core.networks import ControlNet
+from . import _validation as v
+from ._diffusion import DiffusionSampler
+
+
+def _power_of_two(n) -> bool:
+    return n >= 2 and n & (n - 1) == 0
+
+
+class SelfConsistentSampler(DiffusionSampler):
+    """Self-consistent diffusion sampler (SCDS): samples in 1, 2, 4, … ``n_steps`` steps.
+
+    One step-conditioned control ``u(t, x, d)`` is trained from the energy alone. At the grid
+    step ``d = T / N`` it is a diffusion sampler, trained with the log-variance loss on SDE
+    paths as :class:`DiffusionSampler`; a self-consistency loss makes one Euler step of the
+    probability-flow ODE of size ``2d`` land where two steps of size ``d`` land, for every
+    power-of-two ``d`` and start on the grid. Sampling with ``k`` steps runs ``k`` Euler steps
+    of size ``T / k``: one network evaluation for ``k = 1``.
+
+    Importance weights are valid in every mode, unlike the paper's one-step "boundary
+    likelihood": the ``k``-step sampler is a deterministic map whose density follows from the
+    prior by change of variables with the exact Jacobian determinant of each step (see
+    :mod:`skcds._core.flow`), so the ELBO of :meth:`score` is a true lower bound of ``log Z``
+    and :meth:`estimate_log_normalizer` is an unbiased importance-sampling estimate of ``Z``.
+
+    Parameters
+    ----------
+    energy : Energy, default=None
+        Target density; may instead be passed to :meth:`fit`.
+    n_steps : int, default=128
+        Steps ``N`` of the training grid on ``[0, 1]``; a power of two. Sampling may use any
+        ``k`` that divides it.
+    max_iter : int, default=20_000
+        Training iterations.
+    batch_size : int, default=512
+        Trajectories per iteration; each contributes one jump to the self-consistency loss.
+    learning_rate : float, default=5e-3
+        Initial Adam learning rate; it decays in steps to 2% of this value over ``max_iter``.
+    update : {'alternate', 'sum'}, default='alternate'
+        ``'alternate'``: an optimiser step on the diffusion loss, then one on the
+        self-consistency loss at the updated weights (the reference code). ``'sum'``: one step
+        on ``diffusion + consistency_weight * consistency`` (the paper's Algorithm 2).
+    consistency_weight : float, default=1.0
+        Weight of the self-consistency loss (``update='sum'``) or scale of its step
+        (``'alternate'``).
+    loss : {'log_variance', 'kl'}, default='log_variance'
+        Divergence of the diffusion loss, as in :class:`DiffusionSampler`.
+    reference : {'vp'}, default='vp'
+        Reference (noising) process.
+    width : int, default=64
+        Width of the control network.
+    execution : {'auto', 'eager', 'cuda_graph'}, default='auto'
+        How the training SDE rollout runs, as in :class:`DiffusionSampler`.
+    device : str or torch.device, default='auto'
+        ``'auto'`` picks CUDA when available.
+    dtype : {'float32', 'float64'}, default='float32'
+        Floating-point type of the network and samples.
+    random_state : None, int or RandomState, default=None
+        Seeds a private ``torch.Generator``; torch's global RNG is never used.
+    verbose : int, default=0
+        ``1`` shows a progress bar.
+    warm_start : bool, default=False
+        Continue training the fitted model for ``max_iter`` more iterations.
+    callbacks : list of callable, default=None
+        Each is called as ``callback(estimator, record)`` after every iteration.
+
+    Attributes
+    ----------
+    control_ : torch.nn.Module
+        The step-conditioned control (online weights).
+    energy_ : Energy
+        The target, on ``device_`` and in ``dtype``.
+    reference_ : object
+        The reference process.
+    history_ : list of dict
+        One row per iteration: ``loss`` (diffusion), ``consistency_loss``, ``learning_rate``,
+        ``grad_norm``, ``n_nonfinite``, ``skipped``, ``elapsed``.
+    n_iter_ : int
+        Completed iterations.
+    n_features_in_ : int
+        Dimension of the target.
+    device_ : torch.device
+        Resolved device.
+
+    See Also
+    --------
+    DiffusionSampler : the many-step diffusion sampler.
+    ConsistentDistiller : one-step sampling distilled from a fitted DiffusionSampler.
+
+    References
+    ----------
+    .. [1] P. Jutras-Dubé, P. Pynadath, R. Zhang. "Single-Step Consistent Diffusion Samplers."
+       arXiv:2502.07579, 2025.
+
+    Examples
+    --------
+    >>> from skcds import SelfConsistentSampler
+    >>> from skcds.energies import GaussianMixture
+    >>> sampler = SelfConsistentSampler(n_steps=16, max_iter=5, batch_size=64, random_state=0)
+    >>> sampler.fit(GaussianMixture.grid()).sample(3).shape
+    (3, 2)
+    >>> sampler.sample(3, n_steps=4).shape
+    (3, 2)
+    """
+
+    _parameter_constraints = {
+        **DiffusionSampler._parameter_constraints,
+        "n_steps": v.Constraint(numbers.Integral, _power_of_two, "a power of two >= 2"),
+        "update": v.one_of("alternate", "sum"),
+        "consistency_weight": v.Constraint(
+            numbers.Real, lambda w: 0 <= w < float("inf"), "a finite float >= 0"
+        ),
+    }
+
+    def __init__(
+        self,
+        energy=None,
+        *,
+        n_steps: int = 128,
+        max_iter: int = 20_000,
+        batch_size: int = 512,
+        learning_rate: float = 5e-3,
+        update: str = "alternate",
+        consistency_weight: float = 1.0,
+        loss: str = "log_variance",
+        reference: str = "vp",
+        width: int = 64,
+        execution: str = "auto",
+        device="auto",
+        dtype="float32",
+        random_state=None,
+        verbose: int = 0,
+        warm_start: bool = False,
+        callbacks=None,
+    ) -> None:
+        super().__init__(
+            energy,
+            n_steps=n_steps,
+            max_iter=max_iter,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            loss=loss,
+            reference=reference,
+            width=width,
+            execution=execution,
+            device=device,
+            dtype=dtype,
+            random_state=random_state,
+            verbose=verbose,
+            warm_start=warm_start,
+            callbacks=callbacks,
+        )
+        self.update = update
+        self.consistency_weight = consistency_weight
+
+    def _build(self, dim: int, generator: torch.Generator) -> ControlNet:
+        return ControlNet(
+            dim,
+            width=self.width,
+            langevin="lerp",
+            step_conditioned=True,
+            terminal_time=self.reference_.terminal_time,
+            generator=generator,
+        )
+
+    def _step_conditioning(self, n_steps: int) -> torch.Tensor:
+        step = self.reference_.terminal_time / n_steps
+        return torch.tensor([step], dtype=self._dtype, device=self.device_)
+
+    def _consistency_loss(self, roll) -> torch.Tensor:
+        starts, lengths = sample_jumps(
+            self.n_steps, self.batch_size, generator=self._generator, device=self.device_
+        )
+        args = (self.control_, self.reference_, self.energy_, self._grid(self.n_steps))
+        loss = self_consistency_loss(*args, roll.xs.detach(), roll.scores.detach(), starts, lengths)
+        return self.consistency_weight * loss / self.n_features_in_
+
+    def _training_steps(self, iteration: int):
+        loss, n_nonfinite, roll = self._diffusion_loss()
+        if self.update == "sum":
+            consistency = self._consistency_loss(roll)
+            logs = {"loss": loss, "consistency_loss": consistency}
+            yield logs, loss + consistency, n_nonfinite
+        else:
+            yield {"loss": loss}, loss, n_nonfinite
+            consistency = self._consistency_loss(roll)  # at the updated weights
+            yield {"consistency_loss": consistency}, consistency, 0
+
+    def _sampling_steps(self, n_steps) -> int:
+        if n_steps is None:
+            return 1
+        k = self._check_n(n_steps, "n_steps")
+        if self.n_steps % k:
+            options = ", ".join(str(2**j) for j in range(self.n_steps.bit_length()))
+            raise ValueError(
+                f"'n_steps' must divide the training grid of {self.n_steps} steps (one of "
+                f"{options}); got {n_steps}."
+            )
+        return k
+
+    def _sample_chunk(self, n, n_steps, generator, log_weights, method="ode"):
+        return super()._sample_chunk(n, n_steps, generator, log_weights, method)
+
+    def sample(
+        self,
+        n_samples: int = 1,
+        *,
+        n_steps=None,
+        random_state=None,
+        return_log_weights=False,
+        return_tensor=False,
+        method: str = "ode",
+    ):
+        """Draw samples in ``n_steps`` network evaluations (one by default).
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples.
+        n_steps : int, optional
+            Number of sampling steps ``k``; any divisor of the training ``n_steps``
+            (1, 2, 4, …). Defaults to 1.
+        random_state : None, int or RandomState, optional
+            ``None`` continues the estimator's own generator; an int gives the same draws on
+            every call.
+        return_log_weights : bool, default=False
+            Also return exact importance log-weights ``log rho(x) - log q(x)``: by change of
+            variables through the ``k``-step map (``method='ode'``; a ``d x d`` Jacobian per
+            sample and step, and the target's Hessian for steps after the first), or the
+            discrete path weights of the SDE (``method='sde'``).
+        return_tensor : bool, default=False
+            Return torch tensors on the model's device instead of numpy arrays.
+        method : {'ode', 'sde'}, default='ode'
+            ``'ode'``: ``k`` Euler jumps of the probability flow (the consistent sampler).
+            ``'sde'``: Euler–Maruyama on the controlled SDE with ``k`` steps (the diffusion
+            sampler the network also is; meant for ``k = n_steps``).
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        log_weights : ndarray of shape (n_samples,)
+            Only when ``return_log_weights=True``.
+        """
+        x, w = self._draw(n_samples, n_steps, random_state, return_log_weights, method=method)
+        return self._output(x, w, return_log_weights, return_tensor)
