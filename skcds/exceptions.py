@@ -10,6 +10,7 @@ __all__ = [
     "ConvergenceWarning",
     "EnergyError",
     "IncompatibleModelError",
+    "InvalidWeightsWarning",
     "NonFiniteWarning",
     "NotFittedError",
     "SkcdsError",
@@ -30,3 +31,14 @@ class IncompatibleModelError(SkcdsError, ValueError):
 
 class NonFiniteWarning(UserWarning):
     """Training met non-finite losses or gradients and skipped the affected updates."""
+
+
+class InvalidWeightsWarning(UserWarning):
+    """Importance log-weights were returned that are not valid for the sampler run.
+
+    A deterministic ``k``-step sampler's change-of-variables density is exact only if its map
+    is injective. An injective map has one orientation everywhere, so a Jacobian determinant
+    that is positive at some samples and negative at others proves the map folds: those
+    weights omit the other preimages, the ELBO can exceed ``log Z`` and the importance
+    estimate of ``Z`` is biased.
+    """

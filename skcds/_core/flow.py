@@ -13,8 +13,14 @@ The Jacobian of one step is assembled from two parts: ``dv/dx`` at a fixed targe
 network and the drift, by ``torch.func.jacrev``) and the score's own Jacobian, the Hessian of
 ``log rho`` (``Energy._hessian_log_prob``), entering through ``dv/dscore``. A control uses the
 score element-wise (:class:`~skcds._core.networks.ControlNet` does: the clipped Langevin term),
-so ``dv/dscore`` is diagonal and one vector-Jacobian product with ``1`` gives it. At ``t = 0`` the Langevin
-term weighs the target score by ``t / T = 0`` and no Hessian is needed.
+so ``dv/dscore`` is diagonal and one vector-Jacobian product with ``1`` gives it. At
+``t = 0`` the Langevin term weighs the target score by ``t / T = 0``: no Hessian is needed.
+
+The formula needs an injective map, which coarse Euler steps on a stiff target need not be.
+An injective map has one orientation everywhere, so :func:`euler_flow` counts the steps at
+which the determinant's sign differs between samples: each such step provably folds, and the
+caller must not present those weights as valid. (One sign everywhere is necessary, not
+sufficient, for injectivity.)
 """
 
 from __future__ import annotations
@@ -104,23 +110,31 @@ def euler_flow(
         Step-size conditioning of a step-conditioned control; defaults to each step's own
         length, so that a coarse grid gives the SCDS ``k``-step sampler.
     log_density : bool, default=False
-        Also return ``log q(x_k)`` by the change of variables (exact; costs one ``d x d``
-        Jacobian and determinant per sample and step).
+        Also return ``log q(x_k)`` by the change of variables (exact for an injective map;
+        costs one ``d x d`` Jacobian and determinant per sample and step), and the number of
+        steps proven to fold.
 
     Returns
     -------
     x : Tensor of shape (n, d)
     log_q : Tensor of shape (n,)
         Only when ``log_density=True``.
+    n_folding_steps : int
+        Only when ``log_density=True``: steps whose Jacobian determinant takes both signs
+        over the batch (the map is then not injective and ``log_q`` not its density).
     """
     x = x0
     log_q = process.prior_log_prob(x0) if log_density else None
+    n_folding_steps = 0
     for j in range(times.shape[0] - 1):
         t, dt = times[j], times[j + 1] - times[j]
         d = (dt if step is None else step).reshape(1)
         if log_density:
-            jac = step_jacobian(control, process, energy, t, dt, x, d)
-            log_q = log_q - torch.linalg.slogdet(jac).logabsdet
+            sign, log_abs_det = torch.linalg.slogdet(
+                step_jacobian(control, process, energy, t, dt, x, d)
+            )
+            log_q = log_q - log_abs_det
+            n_folding_steps += int(bool((sign > 0).any() and (sign < 0).any()))
         score = energy._grad_log_prob(x)
         x = x + dt * flow_velocity(control, process, t.reshape(1), x[None], score[None], d)[0]
-    return (x, log_q) if log_density else x
+    return (x, log_q, n_folding_steps) if log_density else x

@@ -16,8 +16,18 @@ from .._core.rollout import (
     standard_normal,
     training_log_rnd,
 )
+from ..exceptions import InvalidWeightsWarning
 from . import _validation as v
 from ._base import _BaseSampler
+
+
+def _folding_message(n_steps: int, n_folding: int) -> str:
+    return (
+        f"The {n_steps}-step ODE map is not injective: its Jacobian determinant changes sign "
+        f"between samples at {n_folding} of its {n_steps} steps, so the change-of-variables "
+        "log-weights are not valid (the ELBO can exceed log Z and the importance estimate of "
+        "Z is biased). Use method='sde' for valid weights, or more steps."
+    )
 
 
 class DiffusionSampler(_BaseSampler):
@@ -242,7 +252,9 @@ class DiffusionSampler(_BaseSampler):
             if not log_weights:
                 return euler_flow(*args, step), None
             with torch.enable_grad():  # Jacobians of the map need autograd
-                x, log_q = euler_flow(*args, step, log_density=True)
+                x, log_q, n_folding = euler_flow(*args, step, log_density=True)
+            if n_folding:
+                warnings.warn(_folding_message(n_steps, n_folding), InvalidWeightsWarning, 4)
             return x.detach(), (self.energy_._log_prob(x) - log_q).detach()
         roll = euler_maruyama(*args, step=step, record=False, generator=generator)
         return roll.x, roll.log_weights if log_weights else None

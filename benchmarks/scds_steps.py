@@ -1,0 +1,243 @@
+"""SelfConsistentSampler (SCDS): quality against the number of sampling steps (the paper's
+Figure 3), valid weights at every step count, and one-step vs N-step sampling time.
+
+    python benchmarks/scds_steps.py train --target gmm9 --max-iter 3000 --out DIR
+    python benchmarks/scds_steps.py report DIR [--markdown DIR/table.md --plot DIR/steps.png]
+
+``train`` fits one sampler and writes ``DIR/<name>.npz``: for every ``k`` dividing the grid,
+6000 samples of the ``k``-step ODE sampler with their exact change-of-variables log-weights,
+plus two independent sets of 6000 exact target samples; and ``DIR/<name>.json`` with the
+training time and the wall-clock time of 100 000 samples at ``k = 1`` and ``k = N``.
+``report`` computes the converged Sinkhorn (epsilon = 1e-3) at every ``k``, the paper-definition
+Sinkhorn at ``k = 1``, both floors, ESS, |Δlog Z| (importance sampling) and the ELBO gap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from skcds import SelfConsistentSampler
+from skcds.energies import Funnel, GaussianMixture, ManyWell
+from skcds.exceptions import InvalidWeightsWarning
+
+TARGETS = {
+    "gmm9": GaussianMixture.grid,
+    "mw54": ManyWell.mw54,
+    "funnel": Funnel,
+    "mw52": ManyWell.mw52,
+}
+PAPER_SCDS_1 = {  # SCDS, one step, method.md §7 Table 1: (Sinkhorn, ESS, |Δlog Z|)
+    "gmm9": (0.0478, 0.0504, 1.0743),
+    "mw54": (0.3913, 2.1e-5, 11.2524),
+    "funnel": (5.4922, 0.00014, 10.3557),
+    "mw52": (7.1110, 1e-5, 87.7095),
+}
+N_METRIC, N_TIMING = 6000, 100_000
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or 'cpu'} ({torch.get_num_threads()} threads)"
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def train(args) -> None:
+    torch.set_num_threads(args.threads)
+    energy = TARGETS[args.target]()
+    sampler = SelfConsistentSampler(
+        n_steps=args.n_steps,
+        max_iter=args.max_iter,
+        batch_size=args.batch_size,
+        update=args.update,
+        random_state=args.seed,
+    )
+    sampler.fit(energy)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = args.name or args.target
+    steps = [2**j for j in range(args.n_steps.bit_length())]
+    arrays = {"steps": np.array(steps), "log_z": energy.log_normalizer}
+    weight_seconds, folding = {}, {}
+    for k in steps:
+        start = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", InvalidWeightsWarning)
+            x, log_w = sampler.sample(
+                args.n_metric, n_steps=k, random_state=1, return_log_weights=True
+            )
+        weight_seconds[k] = time.perf_counter() - start
+        folding[k] = [str(w.message) for w in caught if w.category is InvalidWeightsWarning]
+        arrays[f"x_{k}"], arrays[f"log_w_{k}"] = x, log_w
+    g = torch.Generator().manual_seed(3)
+    arrays["exact_a"], arrays["exact_b"] = (energy.sample(args.n_metric, g).numpy() for _ in range(2))
+    np.savez(out / f"{name}.npz", **arrays)
+    history = sampler.history_
+    info = {
+        "target": args.target,
+        "update": args.update,
+        "max_iter": args.max_iter,
+        "batch_size": args.batch_size,
+        "n_steps": args.n_steps,
+        "device": _device_name(sampler.device_),
+        "train_seconds": history[-1]["elapsed"],
+        "seconds_per_iter": history[-1]["elapsed"] / len(history),
+        "sample_100k_seconds": {
+            k: _timed(lambda k=k: sampler.sample(N_TIMING, n_steps=k, random_state=0))
+            for k in (1, args.n_steps)
+        },
+        "sample_6000_with_weights_seconds": weight_seconds,
+        "folding_warnings": folding,
+        "n_skipped": sum(r["skipped"] for r in history),
+        "final_loss": history[-1]["loss"],
+        "final_consistency_loss": history[-1]["consistency_loss"],
+    }
+    (out / f"{name}.json").write_text(json.dumps(info, indent=2))
+    print(json.dumps(info, indent=2))
+
+
+def _metrics(data, k: int, paper: bool) -> dict:
+    from skcds.metrics import estimate_log_normalizer, paper_sinkhorn, sinkhorn
+
+    x, a = data[f"x_{k}"], data["exact_a"]
+    estimate = estimate_log_normalizer(data[f"log_w_{k}"])
+    log_z = float(data["log_z"])
+    row = {
+        "sinkhorn": sinkhorn(x, a),
+        "ess": estimate.ess,
+        "abs_dlogz": abs(estimate.log_z - log_z),
+        "log_z_stderr": estimate.stderr,
+        "elbo_gap": log_z - estimate.elbo,
+    }
+    if paper:
+        row["paper_sinkhorn"] = paper_sinkhorn(x, a)
+    return row
+
+
+def report(args) -> None:
+    from skcds.metrics import paper_sinkhorn, sinkhorn
+
+    results = {}
+    for folder in args.dirs:
+        for path in sorted(Path(folder).glob("*.npz")):
+            cache = path.with_suffix(".metrics.json")
+            if cache.exists():  # metrics take minutes: computed once per run
+                results[path.stem] = json.loads(cache.read_text())
+                continue
+            data = np.load(path)
+            info = json.loads(path.with_suffix(".json").read_text())
+            a, b = data["exact_a"], data["exact_b"]
+            results[path.stem] = {
+                "info": info,
+                "floor": {"sinkhorn": sinkhorn(b, a), "paper_sinkhorn": paper_sinkhorn(b, a)},
+                "steps": {int(k): _metrics(data, int(k), k == 1) for k in data["steps"]},
+            }
+            cache.write_text(json.dumps(results[path.stem], indent=2))
+            print(path.stem, json.dumps(results[path.stem]["steps"][1]), flush=True)
+    for res in results.values():
+        res["steps"] = {int(k): m for k, m in res["steps"].items()}
+    lines = _table(results)
+    print("\n".join(lines))
+    if args.markdown:
+        Path(args.markdown).write_text("\n".join(lines) + "\n")
+        Path(args.markdown).with_suffix(".json").write_text(json.dumps(results, indent=2))
+    if args.plot:
+        _plot(results, args.plot)
+
+
+def _table(results) -> list[str]:
+    lines = [
+        "| run | k | converged Sinkhorn (floor) | paper Sinkhorn (floor; paper SCDS@1) "
+        "| ESS | IS abs Δlog Z | ELBO gap | map folds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, res in results.items():
+        floor, target = res["floor"], res["info"]["target"]
+        folds = res["info"]["folding_warnings"]
+        for k, m in res["steps"].items():
+            paper = "–"
+            if "paper_sinkhorn" in m:
+                paper = (
+                    f"{m['paper_sinkhorn']:.4f} ({floor['paper_sinkhorn']:.4f}; "
+                    f"{PAPER_SCDS_1[target][0]})"
+                )
+            lines.append(
+                f"| {name} | {k} | {m['sinkhorn']:.4f} ({floor['sinkhorn']:.4f}) | {paper} | "
+                f"{m['ess']:.3g} | {m['abs_dlogz']:.3f} ± {m['log_z_stderr']:.3f} | "
+                f"{m['elbo_gap']:.3f} | {'yes (weights invalid)' if folds[str(k)] else 'no'} |"
+            )
+        info = res["info"]
+        timing = info["sample_100k_seconds"]
+        lines.append(
+            f"| {name} | train | {info['max_iter']} it × {info['batch_size']}, N = "
+            f"{info['n_steps']}, update={info['update']}: {info['train_seconds']:.0f} s on "
+            f"{info['device']} | 100 000 samples: {timing['1']:.2f} s at k = 1, "
+            f"{timing[str(info['n_steps'])]:.2f} s at k = {info['n_steps']} | | | | |"
+        )
+    return lines
+
+
+def _plot(results, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name, res in results.items():
+        ks = sorted(res["steps"])
+        line = axes[0].plot(ks, [res["steps"][k]["sinkhorn"] for k in ks], "o-", label=name)
+        axes[0].axhline(res["floor"]["sinkhorn"], color=line[0].get_color(), ls=":", lw=1)
+        axes[1].plot(ks, [res["steps"][k]["elbo_gap"] for k in ks], "o-", label=name)
+    axes[0].set(
+        xscale="log", yscale="log", xlabel="sampling steps k", ylabel="converged Sinkhorn"
+    )
+    axes[0].set_title("sample quality (dotted: floor of two exact sets)", fontsize=10)
+    axes[1].set(xscale="log", yscale="log", xlabel="sampling steps k", ylabel="log Z - ELBO")
+    axes[1].set_title("gap of the exact-weight ELBO", fontsize=10)
+    for ax in axes:
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train")
+    p.add_argument("--target", choices=sorted(TARGETS), default="gmm9")
+    p.add_argument("--update", choices=["alternate", "sum"], default="alternate")
+    p.add_argument("--max-iter", type=int, default=20_000)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--n-steps", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--n-metric", type=int, default=N_METRIC)
+    p.add_argument("--name")
+    p.add_argument("--out", default="benchmarks/results/scds")
+    p.set_defaults(func=train)
+    p = sub.add_parser("report")
+    p.add_argument("dirs", nargs="+")
+    p.add_argument("--markdown")
+    p.add_argument("--plot")
+    p.set_defaults(func=report)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
