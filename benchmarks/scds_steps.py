@@ -83,7 +83,8 @@ def train(args) -> None:
         folding[k] = [str(w.message) for w in caught if w.category is InvalidWeightsWarning]
         arrays[f"x_{k}"], arrays[f"log_w_{k}"] = x, log_w
     g = torch.Generator().manual_seed(3)
-    arrays["exact_a"], arrays["exact_b"] = (energy.sample(args.n_metric, g).numpy() for _ in range(2))
+    exact = (energy.sample(args.n_metric, g).numpy() for _ in range(2))
+    arrays["exact_a"], arrays["exact_b"] = exact
     np.savez(out / f"{name}.npz", **arrays)
     history = sampler.history_
     info = {
@@ -202,9 +203,7 @@ def _plot(results, path) -> None:
         line = axes[0].plot(ks, [res["steps"][k]["sinkhorn"] for k in ks], "o-", label=name)
         axes[0].axhline(res["floor"]["sinkhorn"], color=line[0].get_color(), ls=":", lw=1)
         axes[1].plot(ks, [res["steps"][k]["elbo_gap"] for k in ks], "o-", label=name)
-    axes[0].set(
-        xscale="log", yscale="log", xlabel="sampling steps k", ylabel="converged Sinkhorn"
-    )
+    axes[0].set(xscale="log", yscale="log", xlabel="sampling steps k", ylabel="converged Sinkhorn")
     axes[0].set_title("sample quality (dotted: floor of two exact sets)", fontsize=10)
     axes[1].set(xscale="log", yscale="log", xlabel="sampling steps k", ylabel="log Z - ELBO")
     axes[1].set_title("gap of the exact-weight ELBO", fontsize=10)

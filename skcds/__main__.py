@@ -8,7 +8,9 @@ import argparse
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m skcds", description="skcds commands")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="train a one-step sampler on the 9-mode GMM, report, plot and save it")
+    demo = sub.add_parser(
+        "demo", help="train a one-step sampler on the 9-mode GMM, report, plot and save it"
+    )
     demo.add_argument("--out", default="skcds_demo_output", help="output folder")
     demo.add_argument("--max-iter", type=int, default=None, help="training iterations")
     demo.add_argument("--seed", type=int, default=0)

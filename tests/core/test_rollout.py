@@ -5,10 +5,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from skcds._core.flow import euler_flow as probability_flow
 from skcds._core.grids import uniform_grid
 from skcds._core.networks import ControlNet
 from skcds._core.reference import get_reference
-from skcds._core.flow import euler_flow as probability_flow
 from skcds._core.rollout import euler_maruyama, training_log_rnd
 from skcds.energies import from_log_prob
 
