@@ -28,7 +28,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["euler_flow", "flow_velocity", "step_jacobian"]
+from ..exceptions import EnergyError
+from .logdet import slq_log_abs_det
+
+__all__ = ["euler_flow", "flow_velocity", "step_jacobian", "step_products"]
 
 
 def flow_velocity(control, process, t: Tensor, x: Tensor, score: Tensor, step=None) -> Tensor:
@@ -88,6 +91,44 @@ def step_jacobian(control, process, energy, t: Tensor, dt: Tensor, x: Tensor, st
     return jac
 
 
+def step_products(control, process, energy, t: Tensor, dt: Tensor, x: Tensor, step=None):
+    """``(jvp, vjp)``: products ``v -> J v`` and ``u -> J^T u`` with the Jacobians of one Euler
+    step at states ``x`` of shape ``(n, d)``, by autograd (``J v`` by the double-vjp trick),
+    without forming ``J``. For the stochastic log-determinant in high dimension."""
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        score = energy._grad_log_prob(x)  # keeps its graph: x requires grad
+        if not score.requires_grad:
+            raise EnergyError(
+                f"{type(energy).__name__}: log-weights of a deterministic sampler need the "
+                "derivative of the target's score, which torch cannot take for this energy."
+            )
+        y = x + dt * flow_velocity(control, process, t.reshape(1), x[None], score[None], step)[0]
+
+    def vjp(u: Tensor) -> Tensor:
+        return torch.autograd.grad(y, x, u, retain_graph=True)[0]
+
+    def jvp(v: Tensor) -> Tensor:
+        with torch.enable_grad():
+            u = torch.zeros_like(y, requires_grad=True)
+            (transposed,) = torch.autograd.grad(y, x, u, create_graph=True)
+            return torch.autograd.grad(transposed, u, v, retain_graph=True)[0]
+
+    return jvp, vjp
+
+
+def _log_abs_det(control, process, energy, t, dt, x, d, log_det, generator):
+    """``(log |det J|, folds)`` of one step: exact with the fold check, or SLQ (no check)."""
+    if log_det == "exact":
+        sign, value = torch.linalg.slogdet(step_jacobian(control, process, energy, t, dt, x, d))
+        return value, bool((sign > 0).any() and (sign < 0).any())
+    jvp, vjp = step_products(control, process, energy, t, dt, x, d)
+    value = slq_log_abs_det(
+        jvp, vjp, tuple(x.shape), generator=generator, dtype=x.dtype, device=x.device
+    )
+    return value.detach(), False
+
+
 def euler_flow(
     control,
     process,
@@ -97,6 +138,8 @@ def euler_flow(
     step: Tensor | None = None,
     *,
     log_density: bool = False,
+    log_det: str = "exact",
+    generator: torch.Generator | None = None,
 ):
     """Euler steps of the probability-flow ODE on ``times`` from ``x0``.
 
@@ -113,6 +156,13 @@ def euler_flow(
         Also return ``log q(x_k)`` by the change of variables (exact for an injective map;
         costs one ``d x d`` Jacobian and determinant per sample and step), and the number of
         steps proven to fold.
+    log_det : {'exact', 'stochastic'}, default='exact'
+        ``'exact'``: batched Jacobians and their determinants, with the fold check.
+        ``'stochastic'``: the unbiased-in-trace, quadrature-biased SLQ estimate of
+        :mod:`skcds._core.logdet` from Jacobian-vector products, ``O(d^2)`` memory-free of
+        ``d x d`` matrices; no fold check (it sees only ``|det J|``).
+    generator : torch.Generator, optional
+        Source of the probes of ``log_det='stochastic'``.
 
     Returns
     -------
@@ -130,11 +180,8 @@ def euler_flow(
         t, dt = times[j], times[j + 1] - times[j]
         d = (dt if step is None else step).reshape(1)
         if log_density:
-            sign, log_abs_det = torch.linalg.slogdet(
-                step_jacobian(control, process, energy, t, dt, x, d)
-            )
-            log_q = log_q - log_abs_det
-            n_folding_steps += int(bool((sign > 0).any() and (sign < 0).any()))
+            value, folds = _log_abs_det(control, process, energy, t, dt, x, d, log_det, generator)
+            log_q, n_folding_steps = log_q - value, n_folding_steps + folds
         score = energy._grad_log_prob(x)
         x = x + dt * flow_velocity(control, process, t.reshape(1), x[None], score[None], d)[0]
     return (x, log_q, n_folding_steps) if log_density else x

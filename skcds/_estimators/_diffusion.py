@@ -20,6 +20,8 @@ from ..exceptions import InvalidWeightsWarning
 from . import _validation as v
 from ._base import _BaseSampler
 
+EXACT_LOG_DET_MAX_DIM = 256  # log_det='auto' forms d x d Jacobians up to this dimension
+
 
 def _folding_message(n_steps: int, n_folding: int) -> str:
     return (
@@ -242,9 +244,15 @@ class DiffusionSampler(_BaseSampler):
         loss, n_nonfinite, _ = self._diffusion_loss()
         yield {"loss": loss}, loss, n_nonfinite
 
-    def _sample_chunk(self, n, n_steps, generator, log_weights, method="sde"):
+    def _sample_chunk(self, n, n_steps, generator, log_weights, method="sde", log_det="auto"):
         if method not in ("sde", "ode"):
             raise ValueError(f"'method' must be one of ['ode', 'sde']; got {method!r}.")
+        if log_det not in ("auto", "exact", "stochastic"):
+            raise ValueError(
+                f"'log_det' must be one of ['auto', 'exact', 'stochastic']; got {log_det!r}."
+            )
+        if log_det == "auto":
+            log_det = "exact" if self.n_features_in_ <= EXACT_LOG_DET_MAX_DIM else "stochastic"
         times, step = self._grid(n_steps), self._step_conditioning(n_steps)
         x0 = self._prior(n, generator)
         args = (self._sampling_control, self.reference_, self.energy_, times, x0)
@@ -252,7 +260,9 @@ class DiffusionSampler(_BaseSampler):
             if not log_weights:
                 return euler_flow(*args, step), None
             with torch.enable_grad():  # Jacobians of the map need autograd
-                x, log_q, n_folding = euler_flow(*args, step, log_density=True)
+                x, log_q, n_folding = euler_flow(
+                    *args, step, log_density=True, log_det=log_det, generator=generator
+                )
             if n_folding:
                 warnings.warn(_folding_message(n_steps, n_folding), InvalidWeightsWarning, 4)
             return x.detach(), (self.energy_._log_prob(x) - log_q).detach()
@@ -268,6 +278,7 @@ class DiffusionSampler(_BaseSampler):
         return_log_weights=False,
         return_tensor=False,
         method: str = "sde",
+        log_det: str = "auto",
     ):
         """Draw samples by simulating the trained SDE (or its probability-flow ODE).
 
@@ -290,6 +301,11 @@ class DiffusionSampler(_BaseSampler):
             Return torch tensors on the model's device instead of numpy arrays.
         method : {'sde', 'ode'}, default='sde'
             Euler–Maruyama on the controlled SDE, or Euler on its probability-flow ODE.
+        log_det : {'auto', 'exact', 'stochastic'}, default='auto'
+            How ODE log-weights get the log-determinants: ``'exact'`` (batched ``d x d``
+            Jacobians; a warning if the map provably folds), ``'stochastic'`` (stochastic
+            Lanczos quadrature from Jacobian-vector products: noisy, so ``exp`` of the weights
+            is biased; no fold check) or ``'auto'`` (exact up to 256 dimensions).
 
         Returns
         -------
@@ -297,5 +313,6 @@ class DiffusionSampler(_BaseSampler):
         log_weights : ndarray of shape (n_samples,)
             Only when ``return_log_weights=True``.
         """
-        x, w = self._draw(n_samples, n_steps, random_state, return_log_weights, method=method)
+        options = {"method": method, "log_det": log_det}
+        x, w = self._draw(n_samples, n_steps, random_state, return_log_weights, **options)
         return self._output(x, w, return_log_weights, return_tensor)

@@ -207,8 +207,8 @@ class SelfConsistentSampler(DiffusionSampler):
             )
         return k
 
-    def _sample_chunk(self, n, n_steps, generator, log_weights, method="ode"):
-        return super()._sample_chunk(n, n_steps, generator, log_weights, method)
+    def _sample_chunk(self, n, n_steps, generator, log_weights, method="ode", log_det="auto"):
+        return super()._sample_chunk(n, n_steps, generator, log_weights, method, log_det)
 
     def sample(
         self,
@@ -219,6 +219,7 @@ class SelfConsistentSampler(DiffusionSampler):
         return_log_weights=False,
         return_tensor=False,
         method: str = "ode",
+        log_det: str = "auto",
     ):
         """Draw samples in ``n_steps`` network evaluations (one by default).
 
@@ -243,6 +244,11 @@ class SelfConsistentSampler(DiffusionSampler):
             ``'ode'``: ``k`` Euler jumps of the probability flow (the consistent sampler).
             ``'sde'``: Euler–Maruyama on the controlled SDE with ``k`` steps (the diffusion
             sampler the network also is; meant for ``k = n_steps``).
+        log_det : {'auto', 'exact', 'stochastic'}, default='auto'
+            Log-determinants of the ODE weights: ``'exact'`` (batched ``d x d`` Jacobians,
+            with a warning if the map provably folds), ``'stochastic'`` (stochastic Lanczos
+            quadrature; noisy, so ``exp`` of the weights is biased; no fold check) or
+            ``'auto'`` (exact up to 256 dimensions). See the user guide.
 
         Returns
         -------
@@ -250,5 +256,6 @@ class SelfConsistentSampler(DiffusionSampler):
         log_weights : ndarray of shape (n_samples,)
             Only when ``return_log_weights=True``.
         """
-        x, w = self._draw(n_samples, n_steps, random_state, return_log_weights, method=method)
+        options = {"method": method, "log_det": log_det}
+        x, w = self._draw(n_samples, n_steps, random_state, return_log_weights, **options)
         return self._output(x, w, return_log_weights, return_tensor)
