@@ -45,7 +45,7 @@ def _lanczos(gram: Callable[[Tensor], Tensor], start: Tensor, n_iter: int):
         betas.append(beta)
         q = w / beta[:, None]
         basis.append(q)
-    return torch.stack(alphas, 1), torch.stack(betas, 1) if betas else alphas[0][:, :0]
+    return torch.stack(alphas, 1), torch.stack(betas, 1) if betas else start[:, :0]
 
 
 def slq_log_abs_det(
