@@ -1,0 +1,156 @@
+"""Self-consistency of the step-conditioned flow: the jumps drawn and the loss on them."""
+
+import copy
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from skcds._core.consistency import sample_jumps, self_consistency_loss
+from skcds._core.flow import flow_velocity
+from skcds._core.grids import uniform_grid
+from skcds._core.networks import ControlNet
+from skcds._core.reference import get_reference
+from skcds.energies import GaussianMixture
+
+from ._controls import _AnalyticControl
+
+F64 = torch.float64
+VP = get_reference("vp")
+CPU = torch.device("cpu")
+
+
+@given(
+    n_steps=st.sampled_from([2**j for j in range(1, 9)]),
+    batch=st.integers(1, 300),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_jumps_are_aligned_powers_of_two_inside_the_grid(n_steps, batch, seed):
+    g = torch.Generator().manual_seed(seed)
+    starts, lengths = sample_jumps(n_steps, batch, generator=g, device=CPU)
+    assert starts.shape == lengths.shape == (batch,)
+    assert starts.dtype == lengths.dtype == torch.int64
+    assert bool((lengths >= 2).all() and (lengths <= n_steps).all())
+    assert bool(((lengths & (lengths - 1)) == 0).all())  # powers of two
+    assert bool((starts >= 0).all() and (starts % lengths == 0).all())
+    assert bool((starts + lengths <= n_steps).all())
+
+
+@pytest.mark.parametrize("n_steps", [2, 8, 256])
+def test_every_level_and_start_appears_in_a_large_batch(n_steps):
+    g = torch.Generator().manual_seed(0)
+    starts, lengths = sample_jumps(n_steps, 20_000, generator=g, device=CPU)
+    levels = int(math.log2(n_steps))
+    assert sorted(lengths.unique().tolist()) == [2**j for j in range(1, levels + 1)]
+    counts = torch.bincount(lengths.log2().long(), minlength=levels + 1)[1:]
+    assert float(counts.min()) > 0.8 * 20_000 / levels  # uniform over the levels
+    for length in (2, n_steps):  # starts cover every aligned position of a level
+        mask = lengths == length
+        assert sorted(starts[mask].unique().tolist()) == list(range(0, n_steps, length))
+
+
+def test_jumps_are_deterministic_under_a_seeded_generator():
+    def draw(seed):
+        return sample_jumps(64, 500, generator=torch.Generator().manual_seed(seed), device=CPU)
+
+    a, b, c = draw(3), draw(3), draw(4)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not (torch.equal(a[0], c[0]) and torch.equal(a[1], c[1]))
+
+
+class EulerExactControl(_AnalyticControl):
+    """Flow velocity ``v(x) = c + S x`` with ``S`` the shear ``(x_0, x_1) -> (0, x_0)`` and
+    ``S c = 0``: Euler steps of any size are the exact flow (``S^2 = 0``), so one jump of
+    ``2d`` lands exactly where two of ``d`` land. ``u = (2 v - beta x) / sigma``."""
+
+    def __init__(self, c) -> None:
+        self.c = torch.as_tensor(c, dtype=F64)
+
+    def control(self, features, x, score):
+        shear = torch.stack([torch.zeros_like(x[..., 0]), x[..., 0]], dim=-1)
+        v = self.c.to(x) + shear
+        sigma = features.sigma
+        return (2 * v - sigma**2 * x) / sigma
+
+
+def batch_of_paths(n_steps=16, n=128, seed=0):
+    """States and target scores ``(N + 1, n, 2)`` (any values do for the loss) and jumps."""
+    g = torch.Generator().manual_seed(seed)
+    energy = GaussianMixture.grid().double()
+    xs = 3.0 * torch.randn(n_steps + 1, n, 2, generator=g, dtype=F64)
+    scores = energy._grad_log_prob(xs.reshape(-1, 2)).reshape(xs.shape)
+    starts, lengths = sample_jumps(n_steps, n, generator=g, device=CPU)
+    times = uniform_grid(n_steps, VP.terminal_time, dtype=F64)
+    return energy, times, xs, scores, starts, lengths
+
+
+def step_net(seed=0):
+    net = ControlNet(2, step_conditioned=True, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        net.output.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(seed + 1))
+    return net.double()
+
+
+@pytest.mark.parametrize("c", [(0.0, 0.0), (0.0, 1.5), (0.0, -3.0)])
+def test_loss_vanishes_for_an_exactly_self_consistent_flow(c):
+    energy, times, xs, scores, starts, lengths = batch_of_paths()
+    control = EulerExactControl(c)
+    loss = self_consistency_loss(control, VP, energy, times, xs, scores, starts, lengths)
+    assert float(loss) < 1e-24
+    # sanity: this control's flow is not trivial (the states move)
+    v = flow_velocity(control, VP, times[3:4], xs[3][None], scores[3][None])
+    assert float(v.abs().max()) > 1.0
+
+
+def test_loss_is_positive_for_a_time_dependent_flow():
+    energy, times, xs, scores, starts, lengths = batch_of_paths()
+    loss = self_consistency_loss(step_net(), VP, energy, times, xs, scores, starts, lengths)
+    assert float(loss.detach()) > 1e-3
+
+
+def test_gradient_flows_only_through_the_one_jump_student():
+    """Reference: the target from a frozen copy of the network, the student from the live one.
+    The loss value and every parameter gradient must be those of this reference."""
+    energy, times, xs, scores, starts, lengths = batch_of_paths()
+    net = step_net()
+    loss = self_consistency_loss(net, VP, energy, times, xs, scores, starts, lengths)
+    loss.backward()
+    grads = {name: p.grad.clone() for name, p in net.named_parameters() if p.grad is not None}
+    assert float(grads["output.weight"].abs().sum()) > 0
+    assert float(grads["step_embedding.layers.0.weight"].abs().sum()) > 0  # step conditioning
+    net.zero_grad(set_to_none=True)
+
+    frozen = copy.deepcopy(net).requires_grad_(False)
+    rows = torch.arange(xs.shape[1])
+    t, x, score = times[starts], xs[starts, rows], scores[starts, rows]
+    jump = lengths.to(F64) * (times[1] - times[0])
+    half = 0.5 * jump
+
+    def velocity(control, t, x, score, step):
+        return flow_velocity(control, VP, t, x[:, None], score[:, None], step)[:, 0]
+
+    x_half = x + half[:, None] * velocity(frozen, t, x, score, half)
+    target = x_half + half[:, None] * velocity(
+        frozen, t + half, x_half, energy._grad_log_prob(x_half), half
+    )
+    student = x + jump[:, None] * velocity(net, t, x, score, jump)
+    reference = (target - student).square().mean()
+    torch.testing.assert_close(loss.detach(), reference.detach(), rtol=1e-12, atol=0)
+    reference.backward()
+    for name, p in net.named_parameters():
+        if p.grad is None:
+            assert name not in grads
+        else:
+            torch.testing.assert_close(grads[name], p.grad, rtol=1e-10, atol=1e-14)
+
+    # and the reference with gradients through the target too is a different gradient
+    net.zero_grad(set_to_none=True)
+    x_half = x + half[:, None] * velocity(net, t, x, score, half)
+    both = x_half + half[:, None] * velocity(
+        net, t + half, x_half, energy._grad_log_prob(x_half.detach()), half
+    )
+    student = x + jump[:, None] * velocity(net, t, x, score, jump)
+    (both - student).square().mean().backward()
+    assert not torch.allclose(grads["output.weight"], net.output.weight.grad)
