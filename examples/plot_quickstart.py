@@ -109,8 +109,8 @@ plt.show()
 # the defaults, so ``DiffusionSampler(random_state=0)`` gives the paper's budget. With the
 # defaults ``device='auto'`` and ``execution='auto'``, training runs on a GPU when one is
 # available and captures the 128-step training rollout in one CUDA graph. It then takes about
-# 6 minutes on an H100 (17 ms per iteration) and over an hour on two CPU cores (0.22 s). Pass ``verbose=1`` to see a progress bar
-# with the loss and the remaining time::
+# 6 minutes on an H100 (17 ms per iteration) and over an hour on two CPU cores (0.22 s).
+# Pass ``verbose=1`` to see a progress bar with the loss and the remaining time::
 #
 #     sampler = DiffusionSampler(random_state=0, verbose=1).fit(energy)
 #     joblib.dump(sampler, "gmm.joblib")  # loads on a CPU-only machine too

@@ -17,10 +17,14 @@ so ``dv/dscore`` is diagonal and one vector-Jacobian product with ``1`` gives it
 ``t = 0`` the Langevin term weighs the target score by ``t / T = 0``: no Hessian is needed.
 
 The formula needs an injective map, which coarse Euler steps on a stiff target need not be.
-An injective map has one orientation everywhere, so :func:`euler_flow` counts the steps at
-which the determinant's sign differs between samples: each such step provably folds, and the
-caller must not present those weights as valid. (One sign everywhere is necessary, not
-sufficient, for injectivity.)
+An injective map has one orientation everywhere, so :func:`euler_flow` reports, per step,
+the fraction of samples whose determinant has the minority sign: any such step provably
+folds, and the caller must not present those weights as valid. (One sign everywhere is
+necessary, not sufficient, for injectivity.)
+
+The prior is truncated to a box, so the map's image is bounded: ``E_q[w]`` is the target's
+mass on that image, ``Z`` minus the mass the sampler cannot reach (negligible when the
+target sits well inside the image; the SDE's weights have no such limit).
 """
 
 from __future__ import annotations
@@ -80,13 +84,13 @@ def step_jacobian(control, process, energy, t: Tensor, dt: Tensor, x: Tensor, st
     f = _single_step(control, process, t1, dt, None if step is None else step.reshape(1))
     score = energy._grad_log_prob(x).detach()
     jac = torch.func.vmap(torch.func.jacrev(f, argnums=0))(x, score)
-    if float(t) / process.terminal_time > 0:  # the Langevin term sees the target score
 
-        def gain(xi: Tensor, si: Tensor) -> Tensor:  # the diagonal, as 1^T (d f / d score)
-            _, pullback = torch.func.vjp(lambda s: f(xi, s), si)
-            return pullback(torch.ones_like(si))[0]
+    def gain(xi: Tensor, si: Tensor) -> Tensor:  # the diagonal, as 1^T (d f / d score)
+        _, pullback = torch.func.vjp(lambda s: f(xi, s), si)
+        return pullback(torch.ones_like(si))[0]
 
-        score_gain = torch.func.vmap(gain)(x, score)
+    score_gain = torch.func.vmap(gain)(x, score)
+    if bool(score_gain.any()):  # zero at t = 0 for the 'lerp' control: no Hessian needed
         jac = jac + score_gain[:, :, None] * energy._hessian_log_prob(x)
     return jac
 
@@ -118,15 +122,17 @@ def step_products(control, process, energy, t: Tensor, dt: Tensor, x: Tensor, st
 
 
 def _log_abs_det(control, process, energy, t, dt, x, d, log_det, generator):
-    """``(log |det J|, folds)`` of one step: exact with the fold check, or SLQ (no check)."""
+    """``(log |det J|, reversed)`` of one step: exact, with the fraction of samples of the
+    minority orientation (0 when all agree), or SLQ (no orientation: 0)."""
     if log_det == "exact":
         sign, value = torch.linalg.slogdet(step_jacobian(control, process, energy, t, dt, x, d))
-        return value, bool((sign > 0).any() and (sign < 0).any())
+        negative = float((sign < 0).double().mean())
+        return value, min(negative, 1.0 - negative)
     jvp, vjp = step_products(control, process, energy, t, dt, x, d)
     value = slq_log_abs_det(
         jvp, vjp, tuple(x.shape), generator=generator, dtype=x.dtype, device=x.device
     )
-    return value.detach(), False
+    return value.detach(), 0.0
 
 
 def euler_flow(
@@ -169,19 +175,23 @@ def euler_flow(
     x : Tensor of shape (n, d)
     log_q : Tensor of shape (n,)
         Only when ``log_density=True``.
-    n_folding_steps : int
-        Only when ``log_density=True``: steps whose Jacobian determinant takes both signs
-        over the batch (the map is then not injective and ``log_q`` not its density).
+    reversed_fractions : list of float
+        Only when ``log_density=True``: per step, the fraction of samples whose Jacobian
+        determinant has the minority sign. Any nonzero entry proves that the map folds (is
+        not injective) and that ``log_q`` is not its density there.
     """
     x = x0
     log_q = process.prior_log_prob(x0) if log_density else None
-    n_folding_steps = 0
+    reversed_fractions = []
     for j in range(times.shape[0] - 1):
         t, dt = times[j], times[j + 1] - times[j]
         d = (dt if step is None else step).reshape(1)
         if log_density:
-            value, folds = _log_abs_det(control, process, energy, t, dt, x, d, log_det, generator)
-            log_q, n_folding_steps = log_q - value, n_folding_steps + folds
+            value, reversed_ = _log_abs_det(
+                control, process, energy, t, dt, x, d, log_det, generator
+            )
+            log_q = log_q - value
+            reversed_fractions.append(reversed_)
         score = energy._grad_log_prob(x)
         x = x + dt * flow_velocity(control, process, t.reshape(1), x[None], score[None], d)[0]
-    return (x, log_q, n_folding_steps) if log_density else x
+    return (x, log_q, reversed_fractions) if log_density else x

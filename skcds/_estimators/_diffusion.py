@@ -23,10 +23,13 @@ from ._base import _BaseSampler
 EXACT_LOG_DET_MAX_DIM = 256  # log_det='auto' forms d x d Jacobians up to this dimension
 
 
-def _folding_message(n_steps: int, n_folding: int) -> str:
+def _folding_message(n_steps: int, reversed_fractions: list[float]) -> str:
+    n_folding = sum(f > 0 for f in reversed_fractions)
     return (
         f"The {n_steps}-step ODE map is not injective: its Jacobian determinant changes sign "
-        f"between samples at {n_folding} of its {n_steps} steps, so the change-of-variables "
+        f"between samples at {n_folding} of its {n_steps} steps (up to "
+        f"{100 * max(reversed_fractions):.2g}% of samples with the reversed orientation at one "
+        "step), so the change-of-variables "
         "log-weights are not valid (the ELBO can exceed log Z and the importance estimate of "
         "Z is biased). Use method='sde' for valid weights, or more steps."
     )
@@ -260,11 +263,12 @@ class DiffusionSampler(_BaseSampler):
             if not log_weights:
                 return euler_flow(*args, step), None
             with torch.enable_grad():  # Jacobians of the map need autograd
-                x, log_q, n_folding = euler_flow(
+                x, log_q, reversed_fractions = euler_flow(
                     *args, step, log_density=True, log_det=log_det, generator=generator
                 )
-            if n_folding:
-                warnings.warn(_folding_message(n_steps, n_folding), InvalidWeightsWarning, 4)
+            if any(reversed_fractions):
+                message = _folding_message(n_steps, reversed_fractions)
+                warnings.warn(message, InvalidWeightsWarning, stacklevel=4)
             return x.detach(), (self.energy_._log_prob(x) - log_q).detach()
         roll = euler_maruyama(*args, step=step, record=False, generator=generator)
         return roll.x, roll.log_weights if log_weights else None
@@ -296,7 +300,9 @@ class DiffusionSampler(_BaseSampler):
             ``n_steps``: so their mean is a true ELBO and ``mean(exp(log_w))`` an unbiased
             estimate of ``Z``. For the SDE they are path weights; for the ODE, a deterministic
             map, they come from its exact density by change of variables (a ``d x d``
-            Jacobian per sample and step; needs a target whose score torch can differentiate).
+            Jacobian per sample and step; needs a target whose score torch can differentiate)
+            and are exact where the map is injective; for the ODE, ``mean(exp(log_w))`` misses
+            the target mass outside the image of the truncated prior.
         return_tensor : bool, default=False
             Return torch tensors on the model's device instead of numpy arrays.
         method : {'sde', 'ode'}, default='sde'

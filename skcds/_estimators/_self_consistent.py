@@ -30,7 +30,10 @@ class SelfConsistentSampler(DiffusionSampler):
     likelihood": the ``k``-step sampler is a deterministic map whose density follows from the
     prior by change of variables with the exact Jacobian determinant of each step (see
     :mod:`skcds._core.flow`), so the ELBO of :meth:`score` is a true lower bound of ``log Z``
-    and :meth:`estimate_log_normalizer` is an unbiased importance-sampling estimate of ``Z``.
+    and :meth:`estimate_log_normalizer` estimates ``Z`` by importance sampling without bias,
+    up to the target mass outside the image of the truncated prior (negligible for targets well
+    inside it). If a map provably folds, which invalidates the formula, an
+    :class:`~skcds.exceptions.InvalidWeightsWarning` says so.
 
     Parameters
     ----------

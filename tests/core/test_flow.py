@@ -115,11 +115,11 @@ def test_log_density_of_a_linear_flow_is_the_pushforward_density(n_steps, dim, a
     A = torch.prod(factors)
     g = torch.Generator().manual_seed(seed)
     x0 = VP.prior_sample(64, dim, generator=g, dtype=F64, device="cpu")
-    x, log_q, n_folding = euler_flow(control, VP, energy, times, x0, log_density=True)
+    x, log_q, reversed_fractions = euler_flow(control, VP, energy, times, x0, log_density=True)
     torch.testing.assert_close(x, A * x0)
     expected = VP.prior_log_prob(x / A) - dim * torch.log(A.abs())
     torch.testing.assert_close(log_q, expected, rtol=1e-10, atol=1e-10)
-    assert n_folding == 0  # a linear map has one orientation everywhere
+    assert not any(reversed_fractions)  # a linear map has one orientation everywhere
     assert torch.equal(euler_flow(control, VP, energy, times, x0), x)  # same map without log q
 
 
@@ -135,8 +135,9 @@ def test_prior_log_prob_is_the_truncated_normal_density():
     )
 
 
-def test_folding_step_is_counted():
-    """A step whose Jacobian determinant changes sign across samples is reported as folding."""
+def test_folding_step_is_reported_with_its_reversed_fraction():
+    """A step whose Jacobian determinant changes sign across samples is reported as folding,
+    with the fraction of samples of the minority orientation."""
 
     class Fold(_AnalyticControl):  # v = -2 x^2: one step of dt = 1 has Jacobian 1 - 4 x
         def control(self, features, x, score):
@@ -145,8 +146,8 @@ def test_folding_step_is_counted():
     energy = isotropic_gaussian(1.0, 1)
     times = uniform_grid(1, 1.0, dtype=F64)
     x0 = torch.tensor([[-1.0], [0.0], [1.0]], dtype=F64)
-    _, _, n_folding = euler_flow(Fold(), VP, energy, times, x0, log_density=True)
-    assert n_folding == 1
+    _, _, reversed_fractions = euler_flow(Fold(), VP, energy, times, x0, log_density=True)
+    assert reversed_fractions == [pytest.approx(1 / 3)]  # x = 1 has 1 - 4x < 0
 
 
 # ---------------------------------------------------------------- the N-step map itself

@@ -272,3 +272,15 @@ def test_score_is_a_finite_float(fitted):
     assert score == pytest.approx(
         fitted.estimate_log_normalizer(4096, n_steps=1, random_state=0).elbo
     )
+
+
+def test_a_folding_map_warns_that_its_weights_are_invalid():
+    """Coarse Euler jumps of a barely trained sampler on a stiff 50-D target fold: the
+    determinant's sign differs between samples, which proves the map is not injective."""
+    from skcds.energies import ManyWell
+    from skcds.exceptions import InvalidWeightsWarning
+
+    sampler = SelfConsistentSampler(n_steps=8, max_iter=5, batch_size=64, random_state=0)
+    sampler.fit(ManyWell.mw52())
+    with pytest.warns(InvalidWeightsWarning, match=r"The 8-step ODE map is not injective"):
+        sampler.sample(300, n_steps=8, random_state=1, return_log_weights=True)
