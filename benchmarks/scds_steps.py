@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import time
 import warnings
 from pathlib import Path
@@ -172,6 +173,14 @@ def report(args) -> None:
         _plot(results, args.plot)
 
 
+def _fold_summary(messages: list[str]) -> str:
+    """'no', or 'yes' with the largest reversed-orientation fraction the warning names."""
+    if not messages:
+        return "no"
+    found = re.search(r"up to ([0-9.e+-]+%)", messages[0])
+    return f"yes ({found.group(1)} reversed): weights invalid" if found else "yes: weights invalid"
+
+
 def _table(results) -> list[str]:
     lines = [
         "| run | k | exact W1 (floor) | converged Sinkhorn (floor) "
@@ -193,7 +202,7 @@ def _table(results) -> list[str]:
                 f"| {name} | {k} | {m['w1']:.4f} ({floor['w1']:.4f}) | {converged} | {paper} | "
                 f"{m['ess']:.3g} | {m['abs_dlogz']:.3f} ± {m['log_z_stderr']:.3f} | "
                 f"{m['elbo_gap']:.3f} ± {m['elbo_stderr']:.3f} | "
-                f"{'yes: weights invalid' if folds[str(k)] else 'no'} |"
+                f"{_fold_summary(folds[str(k)])} |"
             )
         info = res["info"]
         timing = info["sample_100k_seconds"]
