@@ -6,8 +6,9 @@ A ``k``-step Euler sampler is a deterministic map ``x_0 -> x_k`` with steps
 
     log q(x_k) = log p_prior(x_0) - sum_j log |det (I + dt_j dv/dx(t_j, x_j))|,
 
-so ``log rho(x_k) - log q(x_k)`` is a valid importance log-weight: its mean is a true lower
-bound of ``log Z`` and the mean of its exponential is an unbiased estimate of ``Z``.
+if the map is injective, so ``log rho(x_k) - log q(x_k)`` is a valid importance log-weight:
+its mean is a true lower bound of ``log Z`` and the mean of its exponential an unbiased
+estimate of ``Z`` (up to the truncation below).
 
 The Jacobian of one step is assembled from two parts: ``dv/dx`` at a fixed target score (the
 network and the drift, by ``torch.func.jacrev``) and the score's own Jacobian, the Hessian of
