@@ -1,10 +1,9 @@
 """The README's main job, on a tiny budget: it trains, reports, plots and saves."""
 
 import math
+import warnings
 
 import joblib
-
-import warnings
 
 from skcds import SelfConsistentSampler
 from skcds.__main__ import main
