@@ -1,7 +1,8 @@
 """skcds: consistent diffusion samplers for unnormalized densities, as scikit-learn estimators."""
 
 from ._estimators._diffusion import DiffusionSampler
+from ._estimators._distiller import ConsistentDistiller
 from ._estimators._self_consistent import SelfConsistentSampler
 from ._version import __version__
 
-__all__ = ["DiffusionSampler", "SelfConsistentSampler", "__version__"]
+__all__ = ["ConsistentDistiller", "DiffusionSampler", "SelfConsistentSampler", "__version__"]

@@ -1,4 +1,5 @@
-"""Self-consistency of the step-conditioned probability flow (SCDS, method.md §4).
+"""Consistency losses: self-consistency of the step-conditioned probability flow (SCDS,
+method.md §4) and consistency distillation along a teacher's flow (CDDS, §3).
 
 One Euler step of size ``2d`` must land where two steps of size ``d`` land (eq. 9–11), the
 two-step target under stop-gradient. Jumps are drawn so that every trained jump is one that
@@ -15,7 +16,12 @@ from torch import Tensor
 
 from .flow import flow_velocity
 
-__all__ = ["sample_jumps", "self_consistency_loss"]
+__all__ = [
+    "coarse_indices",
+    "distillation_loss",
+    "sample_jumps",
+    "self_consistency_loss",
+]
 
 
 def sample_jumps(n_steps: int, batch: int, *, generator, device) -> tuple[Tensor, Tensor]:
@@ -66,3 +72,50 @@ def self_consistency_loss(
         target = x_half + half[:, None] * v_half
     student = x + jump[:, None] * _velocity(control, process, t, x, score, jump)
     return (target - student).square().mean()
+
+
+def coarse_indices(n_steps: int, n_points: int) -> list[int]:
+    """``n_points`` indices of an ``n_steps`` grid, ends included, evenly spread (the
+    reference code's ``round(linspace(0, 128, 18))`` for the CDDS training grid)."""
+    if not 2 <= n_points <= n_steps + 1:
+        raise ValueError(
+            f"'n_points' must be in [2, n_steps + 1] = [2, {n_steps + 1}]; got {n_points}."
+        )
+    return sorted({round(i * n_steps / (n_points - 1)) for i in range(n_points)})
+
+
+def distillation_loss(
+    student, target, sigma: Tensor, x: Tensor, sigma_next: Tensor, x_next: Tensor, kind="l2"
+) -> Tensor:
+    """Consistency-distillation loss between adjacent states of a teacher's flow (eq. 7).
+
+    ``student(sigma, x)`` is pulled towards ``target(sigma_next, x_next)`` under
+    stop-gradient, where ``x_next`` is the teacher's flow from ``x``, one coarse interval
+    closer to the target end (``sigma_next < sigma``).
+
+    Parameters
+    ----------
+    student, target : callable
+        Consistency functions ``(sigma, x) -> x_T``; ``target`` is the online student
+        (reference code) or its EMA.
+    sigma, sigma_next : 0-d Tensor
+        Noise levels ``T - t`` of ``x`` and ``x_next``.
+    x, x_next : Tensor of shape (n, d)
+    kind : {'l2', 'pseudo_huber'}, default='l2'
+        ``'l2'``: mean squared error over samples and coordinates (reference code).
+        ``'pseudo_huber'``: ``sqrt(|e|^2 + c^2) - c`` per sample with ``c = 0.00054 sqrt(d)``
+        (Song and Dhariwal, 2023), divided by ``d``; less sensitive to outlier pairs.
+
+    Returns
+    -------
+    Tensor
+        Differentiable in ``student`` only.
+    """
+    with torch.no_grad():
+        goal = target(sigma_next, x_next)
+    error = student(sigma, x) - goal
+    if kind == "l2":
+        return error.square().mean()
+    dim = x.shape[-1]
+    c = 0.00054 * math.sqrt(dim)
+    return ((error.square().sum(-1) + c * c).sqrt() - c).mean() / dim

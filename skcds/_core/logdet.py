@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["slq_log_abs_det"]
+__all__ = ["jacobian_log_abs_det", "map_log_abs_det", "slq_log_abs_det"]
 
 _TINY = 1e-30
 
@@ -91,3 +91,58 @@ def slq_log_abs_det(
         quadrature = (vectors[:, 0, :].square() * theta.clamp(min=_TINY).log()).sum(-1)
         total = total + d * quadrature
     return 0.5 * total / n_probes
+
+
+def jacobian_log_abs_det(jac: Tensor) -> tuple[Tensor, float]:
+    """``(log |det J_i|, reversed)`` for a batch of Jacobians of shape ``(n, d, d)``.
+
+    ``reversed`` is the fraction of the batch whose determinant has the minority sign: an
+    injective map has one orientation everywhere, so a nonzero value proves that the map
+    folds and that a change-of-variables density built from it is not valid.
+    """
+    sign, value = torch.linalg.slogdet(jac)
+    negative = float((sign < 0).double().mean())
+    return value, min(negative, 1.0 - negative)
+
+
+def map_log_abs_det(
+    fn: Callable[[Tensor], Tensor],
+    x: Tensor,
+    *,
+    log_det: str = "exact",
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, float]:
+    """``(log |det d fn / dx|, reversed)`` at each row of ``x`` for a row-wise map ``fn``.
+
+    Parameters
+    ----------
+    fn : callable
+        Maps ``(n, d)`` to ``(n, d)``, each output row depending on its input row only, and is
+        composable with :mod:`torch.func`.
+    x : Tensor of shape (n, d)
+        Points.
+    log_det : {'exact', 'stochastic'}, default='exact'
+        Batched Jacobians and :func:`jacobian_log_abs_det` (with the fold check), or
+        :func:`slq_log_abs_det` from products (``reversed`` is then 0: it sees ``|det J|``
+        only).
+    generator : torch.Generator, optional
+        Source of the probes of ``'stochastic'``.
+
+    Returns
+    -------
+    value : Tensor of shape (n,)
+    reversed : float
+    """
+    if log_det == "exact":
+        jac = torch.func.vmap(torch.func.jacrev(lambda row: fn(row[None])[0]))(x)
+        return jacobian_log_abs_det(jac)
+    _, pullback = torch.func.vjp(fn, x)
+    value = slq_log_abs_det(
+        lambda v: torch.func.jvp(fn, (x,), (v,))[1],
+        lambda u: pullback(u)[0],
+        tuple(x.shape),
+        generator=generator,
+        dtype=x.dtype,
+        device=x.device,
+    )
+    return value.detach(), 0.0

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ControlNet", "FourierTimeEmbedding", "TimeFeatures"]
+__all__ = ["ConsistencyNet", "ControlNet", "FourierTimeEmbedding", "TimeFeatures"]
 
 
 def _linear(n_in: int, n_out: int, generator: torch.Generator | None, zero: bool = False):
@@ -50,6 +50,15 @@ class FourierTimeEmbedding(nn.Module):
         for i, layer in enumerate(self.layers):
             h = layer(h if i == 0 else nn.functional.gelu(h))
         return h
+
+
+def _trunk(net: nn.Module, embedding: Tensor, x: Tensor) -> Tensor:
+    """The state MLP shared by :class:`ControlNet` and :class:`ConsistencyNet`:
+    ``state_embedding(x) + embedding``, GELU hidden layers, then the output layer."""
+    h = net.state_embedding(x) + embedding
+    for layer in net.hidden:
+        h = layer(nn.functional.gelu(h))
+    return net.output(nn.functional.gelu(h))
 
 
 class TimeFeatures(NamedTuple):
@@ -133,10 +142,7 @@ class ControlNet(nn.Module):
 
     def control(self, features: TimeFeatures, x: Tensor, score: Tensor) -> Tensor:
         """``u`` for states ``x`` of shape ``(m, n, d)`` (or ``(n, d)`` with ``m = 1``)."""
-        h = self.state_embedding(x) + features.embedding
-        for layer in self.hidden:
-            h = layer(nn.functional.gelu(h))
-        out = self.output(nn.functional.gelu(h)).clamp(-self.clip_model, self.clip_model)
+        out = _trunk(self, features.embedding, x).clamp(-self.clip_model, self.clip_model)
         if self.langevin == "lerp":
             w = features.lerp_weight
             guide = ((1 - w) * -x + w * score).clamp(-self.clip_score, self.clip_score)
@@ -149,3 +155,64 @@ class ControlNet(nn.Module):
         """``u(t, x)`` at one time ``t`` (0-d tensor), ``x`` and ``score`` of shape ``(n, d)``."""
         features = self.time_features(t.reshape(1), sigma.reshape(1), step)
         return self.control(features, x[None], score[None])[0]
+
+
+class ConsistencyNet(nn.Module):
+    """The consistency function ``f(sigma, x)`` of CDDS (method.md §3.2), ``sigma = T - t``.
+
+    ``f(sigma, x) = c_skip(sigma) x + c_out(sigma) clip(F(sigma, x))`` with the EDM
+    coefficients ``c_skip = s^2 / (sigma^2 + s^2)`` and ``c_out = sigma s / sqrt(sigma^2 + s^2)``
+    (``s = sigma_data``), so ``f(0, x) = x`` exactly: the boundary condition at the target end.
+    ``F`` is the state MLP of :class:`ControlNet` with a Fourier embedding of ``sigma``; it has
+    no target-score input, so the Jacobian of ``f`` needs no Hessian of the target.
+
+    Parameters
+    ----------
+    dim : int
+        Dimension of the state.
+    width : int, default=64
+        Width of the MLP and of the time embedding.
+    sigma_data : float, default=0.5
+        The EDM data scale of ``c_skip`` and ``c_out``.
+    clip : float, default=10.0
+        Element-wise clamp of ``F`` (not scheduled).
+    generator : torch.Generator, optional
+        Source of the initial weights.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        width: int = 64,
+        sigma_data: float = 0.5,
+        clip: float = 10.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.dim, self.sigma_data, self.clip = dim, sigma_data, clip
+        g = generator
+        self.time_embedding = FourierTimeEmbedding(width, width=width, n_layers=2, generator=g)
+        self.state_embedding = _linear(dim, width, g)
+        self.hidden = nn.ModuleList(_linear(width, width, g) for _ in range(2))
+        self.output = _linear(width, dim, g, zero=True)
+
+    @classmethod
+    def from_control(cls, control: ControlNet, **kwargs) -> ConsistencyNet:
+        """A consistency network whose MLP starts as a copy of ``control``'s (the reference
+        code initialises the student from the teacher's network); ``control`` is unchanged."""
+        width = control.state_embedding.out_features
+        net = cls(control.dim, width=width, **kwargs)
+        trunk = ("time_embedding.", "state_embedding.", "hidden.", "output.")
+        state = {k: v for k, v in control.state_dict().items() if k.startswith(trunk)}
+        net.load_state_dict(state)
+        return net.to(next(control.parameters()).dtype)
+
+    def forward(self, sigma: Tensor, x: Tensor) -> Tensor:
+        """``f(sigma, x)`` for ``x`` of shape ``(n, d)`` and ``sigma`` a 0-d tensor or ``(n,)``."""
+        sigma = sigma.reshape(-1).expand(x.shape[0]) if sigma.dim() == 0 else sigma
+        s2 = self.sigma_data**2
+        c_skip = (s2 / (sigma.square() + s2))[:, None]
+        c_out = (sigma * self.sigma_data / (sigma.square() + s2).sqrt())[:, None]
+        features = _trunk(self, self.time_embedding(sigma), x).clamp(-self.clip, self.clip)
+        return c_skip * x + c_out * features

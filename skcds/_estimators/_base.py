@@ -23,12 +23,13 @@ from .._core.training import (
     optimizer_step,
 )
 from .._version import __version__
-from ..exceptions import IncompatibleModelError
+from ..exceptions import IncompatibleModelError, InvalidWeightsWarning
 from . import _validation as v
 
 _SAMPLE_CHUNK = 65_536
 _EMA_WINDOW, _EMA_EVERY = 1500, 5
 _UNPICKLED = ("_captured",)
+EXACT_LOG_DET_MAX_DIM = 256  # log_det='auto' forms d x d Jacobians up to this dimension
 
 
 def _map_tensors(obj, fn):
@@ -44,6 +45,9 @@ def _map_tensors(obj, fn):
 
 class _BaseSampler(DensityMixin, BaseEstimator):
     """Template for skcds samplers; see :class:`skcds.DiffusionSampler` for the parameters."""
+
+    _device_modules = ("control_", "energy_")  # moved to CPU for pickling, back on loading
+    _ema_attributes = ("_ema",)  # EMA objects whose modules are moved likewise
 
     _parameter_constraints: dict = {
         "n_steps": v.positive_int(),
@@ -103,7 +107,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         self._generator = v.make_generator(self.random_state, self.device_)
         init_generator = torch.Generator().manual_seed(int(self._generator.initial_seed()) + 1)
         self.energy_ = copy.deepcopy(energy).to(device=self.device_, dtype=self._dtype)
-        self.reference_ = get_reference(self.reference)
+        self.reference_ = self._make_reference()
         probe = self._prior(16)
         v.probe_energy(self.energy_, probe)
         self.n_features_in_ = energy.dim
@@ -113,6 +117,9 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         self._scheduler = make_scheduler(self._optimizer, self.max_iter)
         self._ema, self._captured = None, {}
         self.history_, self.n_iter_ = [], 0
+
+    def _make_reference(self):
+        return get_reference(self.reference)
 
     def _prior(self, n: int, generator=None):
         return self.reference_.prior_sample(
@@ -245,6 +252,33 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         x, w = self._draw(n_samples, n_steps, random_state, return_log_weights)
         return self._output(x, w, return_log_weights, return_tensor)
 
+    def _log_det_method(self, log_det: str) -> str:
+        """``'exact'`` or ``'stochastic'`` from the ``log_det`` sampling option."""
+        if log_det not in ("auto", "exact", "stochastic"):
+            raise ValueError(
+                f"'log_det' must be one of ['auto', 'exact', 'stochastic']; got {log_det!r}."
+            )
+        if log_det == "auto":
+            return "exact" if self.n_features_in_ <= EXACT_LOG_DET_MAX_DIM else "stochastic"
+        return log_det
+
+    @staticmethod
+    def _warn_if_folds(n_steps: int, reversed_fractions: list[float]) -> None:
+        """Warn that change-of-variables weights are invalid if any step provably folds."""
+        if not any(reversed_fractions):
+            return
+        n_folding = sum(f > 0 for f in reversed_fractions)
+        warnings.warn(
+            f"The {n_steps}-step deterministic map is not injective: its Jacobian determinant "
+            f"changes sign between samples at {n_folding} of its {n_steps} steps (up to "
+            f"{100 * max(reversed_fractions):.2g}% of samples with the reversed orientation at "
+            "one step), so the change-of-variables log-weights are not valid (the ELBO can "
+            "exceed log Z and the importance estimate of Z is biased). Use more steps, or "
+            "method='sde' where the sampler has it.",
+            InvalidWeightsWarning,
+            stacklevel=5,
+        )
+
     @staticmethod
     def _output(x, w, log_weights: bool, as_tensor: bool):
         convert = (lambda t: t) if as_tensor else (lambda t: t.detach().cpu().numpy())
@@ -299,11 +333,12 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             state["_optimizer"] = _map_tensors(self._optimizer.state_dict(), to_cpu)
             state["_scheduler"] = self._scheduler.state_dict()
             state["_generator"] = (self._generator.device.type, self._generator.get_state())
-            for name in ("control_", "energy_"):
+            for name in self._device_modules:
                 state[name] = copy.deepcopy(state[name]).cpu()
-            if self._ema is not None:
-                state["_ema"] = copy.copy(self._ema)
-                state["_ema"].module = copy.deepcopy(self._ema.module).cpu()
+            for name in self._ema_attributes:
+                if state.get(name) is not None:
+                    state[name] = copy.copy(state[name])
+                    state[name].module = copy.deepcopy(state[name].module).cpu()
         return state
 
     def __setstate__(self, state):
@@ -321,10 +356,11 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         if self.device_.type == "cuda" and not torch.cuda.is_available():
             self.device_ = torch.device("cpu")
         device = self.device_
-        self.control_.to(device)
-        self.energy_.to(device)
-        if self._ema is not None:
-            self._ema.module.to(device)
+        for name in self._device_modules:
+            getattr(self, name).to(device)
+        for name in self._ema_attributes:
+            if getattr(self, name, None) is not None:
+                getattr(self, name).module.to(device)
         optimizer_state, scheduler_state = self._optimizer, self._scheduler
         self._optimizer = make_optimizer(self.control_.parameters(), self.learning_rate)
         self._optimizer.load_state_dict(optimizer_state)

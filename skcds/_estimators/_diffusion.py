@@ -16,24 +16,8 @@ from .._core.rollout import (
     standard_normal,
     training_log_rnd,
 )
-from ..exceptions import InvalidWeightsWarning
 from . import _validation as v
 from ._base import _BaseSampler
-
-EXACT_LOG_DET_MAX_DIM = 256  # log_det='auto' forms d x d Jacobians up to this dimension
-
-
-def _folding_message(n_steps: int, reversed_fractions: list[float]) -> str:
-    n_folding = sum(f > 0 for f in reversed_fractions)
-    return (
-        f"The {n_steps}-step ODE map is not injective: its Jacobian determinant changes sign "
-        f"between samples at {n_folding} of its {n_steps} steps (up to "
-        f"{100 * max(reversed_fractions):.2g}% of samples with the reversed orientation at one "
-        "step), so the change-of-variables "
-        "log-weights are not valid (the ELBO can exceed log Z and the importance estimate of "
-        "Z is biased). Use method='sde' for valid weights, or more steps."
-    )
-
 
 class DiffusionSampler(_BaseSampler):
     """Time-reversed diffusion sampler (DIS) trained on an energy alone.
@@ -250,12 +234,7 @@ class DiffusionSampler(_BaseSampler):
     def _sample_chunk(self, n, n_steps, generator, log_weights, method="sde", log_det="auto"):
         if method not in ("sde", "ode"):
             raise ValueError(f"'method' must be one of ['ode', 'sde']; got {method!r}.")
-        if log_det not in ("auto", "exact", "stochastic"):
-            raise ValueError(
-                f"'log_det' must be one of ['auto', 'exact', 'stochastic']; got {log_det!r}."
-            )
-        if log_det == "auto":
-            log_det = "exact" if self.n_features_in_ <= EXACT_LOG_DET_MAX_DIM else "stochastic"
+        log_det = self._log_det_method(log_det)
         times, step = self._grid(n_steps), self._step_conditioning(n_steps)
         x0 = self._prior(n, generator)
         args = (self._sampling_control, self.reference_, self.energy_, times, x0)
@@ -266,9 +245,7 @@ class DiffusionSampler(_BaseSampler):
                 x, log_q, reversed_fractions = euler_flow(
                     *args, step, log_density=True, log_det=log_det, generator=generator
                 )
-            if any(reversed_fractions):
-                message = _folding_message(n_steps, reversed_fractions)
-                warnings.warn(message, InvalidWeightsWarning, stacklevel=4)
+            self._warn_if_folds(n_steps, reversed_fractions)
             return x.detach(), (self.energy_._log_prob(x) - log_q).detach()
         roll = euler_maruyama(*args, step=step, record=False, generator=generator)
         return roll.x, roll.log_weights if log_weights else None

@@ -1,0 +1,364 @@
+"""ConsistentDistiller: CDDS (method.md §3), a one-step sampler distilled from a fitted
+diffusion sampler along its probability-flow ODE, with no stored dataset."""
+
+from __future__ import annotations
+
+import copy
+import numbers
+
+import torch
+from sklearn.base import clone
+
+from .._core.consistency import coarse_indices, distillation_loss
+from .._core.flow import euler_flow, heun_flow
+from .._core.grids import uniform_grid
+from .._core.logdet import map_log_abs_det
+from .._core.networks import ConsistencyNet
+from .._core.training import EMA
+from . import _validation as v
+from ._base import _BaseSampler
+from ._diffusion import DiffusionSampler
+
+_TEACHER_FLOWS = {"euler": euler_flow, "heun": heun_flow}
+
+
+class ConsistentDistiller(_BaseSampler):
+    """Consistency-distilled diffusion sampler (CDDS): one network evaluation per sample.
+
+    A consistency function ``f(x_t, t) -> x_T`` is trained to map every state of a fitted
+    diffusion sampler's probability-flow ODE to the ODE's endpoint. Each iteration integrates
+    the teacher's ODE from fresh prior samples up to a random interval of a coarse time grid
+    and pulls the student's output at the interval's start towards its output at the
+    interval's end (stop-gradient), so no dataset of samples is stored. The parametrisation
+    ``f = c_skip x + c_out F`` makes ``f`` the identity at the end time; ``F`` starts as a
+    copy of the teacher's network.
+
+    Sampling in one step is ``f(prior sample, 0)``; ``n_steps=k`` runs multistep consistency
+    sampling, re-noising with the reference process's marginals between evaluations.
+    One-step importance weights are valid: the one-step sampler is a deterministic map whose
+    density follows from the prior's by change of variables with its exact Jacobian
+    determinant (shared with :class:`SelfConsistentSampler`), with a warning if the map
+    provably folds.
+
+    Parameters
+    ----------
+    teacher : DiffusionSampler
+        The diffusion sampler to distil. A fitted one is used as it is (never refit or
+        modified); an unfitted one is cloned and fitted first on the same energy.
+    energy : Energy, default=None
+        Target density; defaults to the fitted teacher's.
+    n_intervals : int, default=17
+        Intervals of the coarse training grid, chosen evenly among the teacher's ``n_steps``
+        grid points (the reference code's 18 points on 128 steps). Multistep sampling may use
+        up to this many steps.
+    max_iter : int, default=20_000
+        Training iterations (the reference code uses 150 000).
+    batch_size : int, default=512
+        Teacher trajectories per iteration.
+    learning_rate : float, default=5e-3
+        Initial Adam learning rate; it decays in steps to 2% of this value over ``max_iter``.
+    solver : {'euler', 'heun'}, default='euler'
+        Solver of the teacher's probability-flow ODE on its own grid: Euler (the reference
+        code, one teacher evaluation per step) or Heun (second order, two).
+    target : {'online', 'ema'}, default='online'
+        The target network: the student itself under stop-gradient (reference code) or an
+        exponential moving average of it (decay ``target_decay``).
+    target_decay : float, default=0.95
+        EMA decay of ``target='ema'``.
+    loss : {'l2', 'pseudo_huber'}, default='l2'
+        Squared error (reference code) or the pseudo-Huber loss of improved consistency
+        training.
+    device : str or torch.device, default='auto'
+        ``'auto'`` picks CUDA when available.
+    dtype : {'float32', 'float64'}, default='float32'
+        Floating-point type of the student and the samples.
+    random_state : None, int or RandomState, default=None
+        Seeds a private ``torch.Generator``; torch's global RNG is never used.
+    verbose : int, default=0
+        ``1`` shows a progress bar.
+    warm_start : bool, default=False
+        Continue training the fitted student for ``max_iter`` more iterations.
+    callbacks : list of callable, default=None
+        Each is called as ``callback(estimator, record)`` after every iteration.
+
+    Attributes
+    ----------
+    teacher_ : DiffusionSampler
+        The fitted teacher: ``teacher`` itself if it was fitted, else a fitted clone.
+    control_ : ConsistencyNet
+        The student (online weights).
+    energy_ : Energy
+        The target, on ``device_`` and in ``dtype``.
+    reference_ : object
+        The teacher's reference process.
+    history_ : list of dict
+        One row per iteration: ``loss``, ``interval`` (the coarse interval trained),
+        ``learning_rate``, ``grad_norm``, ``n_nonfinite``, ``skipped``, ``elapsed``.
+    n_iter_ : int
+        Completed iterations.
+    n_features_in_ : int
+        Dimension of the target.
+    device_ : torch.device
+        Resolved device.
+
+    See Also
+    --------
+    DiffusionSampler : the teacher.
+    SelfConsistentSampler : one-step sampling trained from scratch, without a teacher.
+
+    Notes
+    -----
+    Sampling uses only the student (``control_``, ``energy_`` and ``reference_``): a saved
+    student samples without the teacher.
+
+    References
+    ----------
+    .. [1] P. Jutras-Dubé, P. Pynadath, R. Zhang. "Single-Step Consistent Diffusion Samplers."
+       arXiv:2502.07579, 2025.
+    .. [2] Y. Song, P. Dhariwal, M. Chen, I. Sutskever. "Consistency Models." ICML, 2023.
+
+    Examples
+    --------
+    >>> from skcds import ConsistentDistiller, DiffusionSampler
+    >>> from skcds.energies import GaussianMixture
+    >>> energy = GaussianMixture.grid()
+    >>> teacher = DiffusionSampler(n_steps=16, max_iter=5, batch_size=64, random_state=0)
+    >>> student = ConsistentDistiller(teacher.fit(energy), n_intervals=4, max_iter=5,
+    ...                               batch_size=64, random_state=0).fit()
+    >>> student.sample(3).shape
+    (3, 2)
+    """
+
+    _parameter_constraints = {
+        **{k: c for k, c in _BaseSampler._parameter_constraints.items() if k != "n_steps"},
+        "n_intervals": v.positive_int(),
+        "solver": v.one_of(*_TEACHER_FLOWS),
+        "target": v.one_of("online", "ema"),
+        "target_decay": v.Constraint(numbers.Real, lambda m: 0 <= m < 1, "a float in [0, 1)"),
+        "loss": v.one_of("l2", "pseudo_huber"),
+    }
+    _device_modules = (*_BaseSampler._device_modules, "_teacher_control")
+    _ema_attributes = (*_BaseSampler._ema_attributes, "_target_ema")
+
+    def __init__(
+        self,
+        teacher=None,
+        energy=None,
+        *,
+        n_intervals: int = 17,
+        max_iter: int = 20_000,
+        batch_size: int = 512,
+        learning_rate: float = 5e-3,
+        solver: str = "euler",
+        target: str = "online",
+        target_decay: float = 0.95,
+        loss: str = "l2",
+        device="auto",
+        dtype="float32",
+        random_state=None,
+        verbose: int = 0,
+        warm_start: bool = False,
+        callbacks=None,
+    ) -> None:
+        self.teacher = teacher
+        self.energy = energy
+        self.n_intervals = n_intervals
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.solver = solver
+        self.target = target
+        self.target_decay = target_decay
+        self.loss = loss
+        self.device = device
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.callbacks = callbacks
+
+    # ---------------------------------------------------------------- fit
+    def fit(self, energy=None, y=None):
+        """Distil the teacher on ``energy`` (fitting the teacher first if it is unfitted).
+
+        Parameters
+        ----------
+        energy : Energy, optional
+            Target density; defaults to the ``energy`` parameter, then to the fitted
+            teacher's energy.
+        y : None
+            Ignored; present for scikit-learn API consistency.
+
+        Returns
+        -------
+        self
+        """
+        v.validate_params(self, self._parameter_constraints)
+        energy = energy if energy is not None else self.energy
+        if not (self.warm_start and hasattr(self, "n_iter_")):
+            self.teacher_ = self._fitted_teacher(energy)
+        energy = energy if energy is not None else self.teacher_.energy_
+        if energy.dim != self.teacher_.n_features_in_:
+            raise ValueError(
+                f"The teacher was fitted on {self.teacher_.n_features_in_} dimensions, but "
+                f"'energy' has {energy.dim}."
+            )
+        n_points = self.n_intervals + 1
+        if n_points > self.teacher_.n_steps + 1:
+            raise ValueError(
+                f"'n_intervals' must be at most the teacher's n_steps ({self.teacher_.n_steps}); "
+                f"got {self.n_intervals}."
+            )
+        return super().fit(energy)
+
+    def _fitted_teacher(self, energy) -> DiffusionSampler:
+        if not isinstance(self.teacher, DiffusionSampler):
+            raise TypeError(
+                "ConsistentDistiller's 'teacher' must be a DiffusionSampler (fitted or not); "
+                f"got {type(self.teacher).__name__}."
+            )
+        if hasattr(self.teacher, "n_iter_"):
+            return self.teacher  # used as it is: read, never refit or modified
+        if energy is None:
+            raise ValueError(
+                "The teacher is not fitted, so ConsistentDistiller.fit needs an energy: call "
+                "fit(energy), pass energy= to the constructor, or pass a fitted teacher."
+            )
+        return clone(self.teacher).fit(energy)
+
+    def _make_reference(self):
+        return self.teacher_.reference_
+
+    def _build(self, dim: int, generator: torch.Generator) -> ConsistencyNet:
+        return ConsistencyNet.from_control(self.teacher_._sampling_control)
+
+    def _initialize(self, energy) -> None:
+        super()._initialize(energy)
+        teacher = self.teacher_
+        control = copy.deepcopy(teacher._sampling_control).requires_grad_(False)
+        self._teacher_control = control.to(device=self.device_, dtype=self._dtype)
+        self._teacher_n_steps = teacher.n_steps  # sampling needs the grid, not the teacher
+        self._coarse = coarse_indices(teacher.n_steps, self.n_intervals + 1)
+        self._target_ema = EMA(self.control_, self.target_decay) if self.target == "ema" else None
+
+    @property
+    def _teacher_times(self) -> torch.Tensor:
+        """The teacher's time grid, on the student's device and dtype."""
+        end = self.reference_.terminal_time
+        return uniform_grid(self._teacher_n_steps, end, dtype=self._dtype, device=self.device_)
+
+    # ---------------------------------------------------------------- training
+    def _teacher_flow(self, begin: int, end: int, x: torch.Tensor) -> torch.Tensor:
+        """The teacher's probability flow from its grid index ``begin`` to ``end``."""
+        flow = _TEACHER_FLOWS[self.solver]
+        times = self._teacher_times[begin : end + 1]
+        step = self.teacher_._step_conditioning(self.teacher_.n_steps)
+        step = None if step is None else step.to(self.device_, self._dtype)
+        return flow(self._teacher_control, self.reference_, self.energy_, times, x, step)
+
+    def _training_steps(self, iteration: int):
+        n = len(self._coarse) - 1
+        interval = int(torch.randint(n, (1,), generator=self._generator, device=self.device_))
+        i1, i2 = self._coarse[interval], self._coarse[interval + 1]
+        with torch.no_grad():
+            x1 = self._teacher_flow(0, i1, self._prior(self.batch_size))
+            x2 = self._teacher_flow(i1, i2, x1)
+        end = self.reference_.terminal_time
+        sigma1, sigma2 = end - self._teacher_times[i1], end - self._teacher_times[i2]
+        target = self.control_ if self.target == "online" else self._target_ema.module
+        loss = distillation_loss(self.control_, target, sigma1, x1, sigma2, x2, self.loss)
+        loss = loss / self.n_features_in_
+        interval_ = torch.tensor(float(interval))
+        yield {"loss": loss, "interval": interval_}, loss, 0
+        if self.target == "ema":
+            self._target_ema.update(self.control_)
+
+    # ---------------------------------------------------------------- sampling
+    def _sampling_steps(self, n_steps) -> int:
+        if n_steps is None:
+            return 1
+        k = self._check_n(n_steps, "n_steps")
+        if k > self.n_intervals:
+            raise ValueError(
+                f"'n_steps' must be at most n_intervals={self.n_intervals} (the coarse grid the "
+                f"student was trained on); got {n_steps}."
+            )
+        return k
+
+    def _sampling_sigmas(self, n_steps: int) -> list[torch.Tensor]:
+        """Noise levels ``T - t`` of the ``n_steps`` evaluations, from ``T`` down, on the
+        coarse training grid (evenly spread; ``[T]`` for one step)."""
+        positions = coarse_indices(self.n_intervals, n_steps + 1)[:-1]
+        end = self.reference_.terminal_time
+        return [end - self._teacher_times[self._coarse[p]] for p in positions]
+
+    def _sample_chunk(self, n, n_steps, generator, log_weights, log_det="auto"):
+        log_det = self._log_det_method(log_det)
+        if log_weights and n_steps > 1:
+            raise ValueError(
+                "Importance weights of ConsistentDistiller are defined for the one-step "
+                "sampler only (n_steps=1): multistep consistency sampling re-noises between "
+                f"evaluations, and the density of its output is intractable; got "
+                f"n_steps={n_steps}."
+            )
+        net = self._sampling_control
+        sigmas = self._sampling_sigmas(n_steps)
+        x0 = self._prior(n, generator)
+        x = net(sigmas[0], x0)
+        for sigma in sigmas[1:]:
+            alpha, var = self.reference_.marginal(self.reference_.terminal_time - sigma)
+            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+            x = net(sigma, alpha * x + var.sqrt() * noise)
+        if not log_weights:
+            return x, None
+        with torch.enable_grad():  # the Jacobian of the one-step map
+            value, reversed_ = map_log_abs_det(
+                lambda z: net(sigmas[0], z), x0, log_det=log_det, generator=generator
+            )
+        self._warn_if_folds(1, [reversed_])
+        log_q = self.reference_.prior_log_prob(x0) - value
+        return x, (self.energy_._log_prob(x) - log_q).detach()
+
+    def sample(
+        self,
+        n_samples: int = 1,
+        *,
+        n_steps=None,
+        random_state=None,
+        return_log_weights=False,
+        return_tensor=False,
+        log_det: str = "auto",
+    ):
+        """Draw samples in ``n_steps`` network evaluations (one by default).
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples.
+        n_steps : int, optional
+            Number of evaluations ``k``, at most ``n_intervals``; defaults to 1. For
+            ``k > 1``, multistep consistency sampling: evaluate, re-noise to the next lower
+            noise level with the reference marginals, evaluate again.
+        random_state : None, int or RandomState, optional
+            ``None`` continues the estimator's own generator; an int gives the same draws on
+            every call.
+        return_log_weights : bool, default=False
+            Also return exact importance log-weights ``log rho(x) - log q(x)`` of the one-step
+            map, by change of variables (``n_steps=1`` only; a ``ValueError`` otherwise).
+        return_tensor : bool, default=False
+            Return torch tensors on the model's device instead of numpy arrays.
+        log_det : {'auto', 'exact', 'stochastic'}, default='auto'
+            Log-determinant of the weights: ``'exact'`` (batched ``d x d`` Jacobians, with a
+            warning if the map provably folds), ``'stochastic'`` (stochastic Lanczos
+            quadrature; noisy, so ``exp`` of the weights is biased; no fold check) or
+            ``'auto'`` (exact up to 256 dimensions).
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        log_weights : ndarray of shape (n_samples,)
+            Only when ``return_log_weights=True``.
+        """
+        options = {"log_det": log_det}
+        x, w = self._draw(n_samples, n_steps, random_state, return_log_weights, **options)
+        return self._output(x, w, return_log_weights, return_tensor)
