@@ -137,9 +137,13 @@ def map_log_abs_det(
         jac = torch.func.vmap(torch.func.jacrev(lambda row: fn(row[None])[0]))(x)
         return jacobian_log_abs_det(jac)
     _, pullback = torch.func.vjp(fn, x)
+    transpose = lambda u: pullback(u)[0]  # noqa: E731  u -> J^T u, linear in u
+    # J v as the vjp of the linear map u -> J^T u (double-vjp: torch.func.jvp's decompositions
+    # go through the deprecated torch.jit.script)
+    _, pull_transpose = torch.func.vjp(transpose, torch.zeros_like(x))
     value = slq_log_abs_det(
-        lambda v: torch.func.jvp(fn, (x,), (v,))[1],
-        lambda u: pullback(u)[0],
+        lambda v: pull_transpose(v)[0],
+        transpose,
         tuple(x.shape),
         generator=generator,
         dtype=x.dtype,

@@ -19,6 +19,7 @@ from .._core.rollout import (
 from . import _validation as v
 from ._base import _BaseSampler
 
+
 class DiffusionSampler(_BaseSampler):
     """Time-reversed diffusion sampler (DIS) trained on an energy alone.
 

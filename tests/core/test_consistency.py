@@ -154,3 +154,65 @@ def test_gradient_flows_only_through_the_one_jump_student():
     student = x + jump[:, None] * velocity(net, t, x, score, jump)
     (both - student).square().mean().backward()
     assert not torch.allclose(grads["output.weight"], net.output.weight.grad)
+
+
+# ---------------------------------------------------------------- distillation (CDDS)
+
+
+def test_coarse_grid_is_the_reference_codes():
+    from skcds._core.consistency import coarse_indices
+
+    assert coarse_indices(128, 18) == [
+        0,
+        8,
+        15,
+        23,
+        30,
+        38,
+        45,
+        53,
+        60,
+        68,
+        75,
+        83,
+        90,
+        98,
+        105,
+        113,
+        120,
+        128,
+    ]
+    assert coarse_indices(4, 5) == [0, 1, 2, 3, 4] and coarse_indices(8, 2) == [0, 8]
+    with pytest.raises(ValueError, match="'n_points' must be in"):
+        coarse_indices(4, 6)
+
+
+@pytest.mark.parametrize("kind", ["l2", "pseudo_huber"])
+def test_distillation_loss_vanishes_on_a_consistent_pair_and_trains_the_student_only(kind):
+    from skcds._core.consistency import distillation_loss
+    from skcds._core.networks import ConsistencyNet
+
+    student = ConsistencyNet(2, generator=torch.Generator().manual_seed(0))
+    target = copy.deepcopy(student)
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
+    sigma = torch.tensor(0.5)
+    zero = distillation_loss(student, target, sigma, x, sigma, x, kind)
+    assert float(zero.detach()) == pytest.approx(0.0, abs=1e-9)
+    loss = distillation_loss(student, target, sigma, x, torch.tensor(0.0), x + 1.0, kind)
+    assert float(loss.detach()) > 0
+    loss.backward()
+    assert all(p.grad is None for p in target.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+
+
+def test_pseudo_huber_is_quadratic_for_small_and_linear_for_large_errors():
+    from skcds._core.consistency import distillation_loss
+
+    identity = lambda sigma, x: x  # noqa: E731
+    x, dim = torch.zeros(1, 4, dtype=torch.float64), 4
+    c = 0.00054 * math.sqrt(dim)
+    s = torch.tensor(0.0)
+    small = distillation_loss(identity, identity, s, x, s, x + 1e-5, "pseudo_huber")
+    assert float(small) == pytest.approx((4e-10 / (2 * c)) / dim, rel=1e-3)
+    large = distillation_loss(identity, identity, s, x, s, x + 10.0, "pseudo_huber")
+    assert float(large) == pytest.approx((20.0 - c) / dim, rel=1e-6)

@@ -241,3 +241,30 @@ def test_numpy_energy_has_no_hessian():
         euler_flow(control, VP, energy, times, x, log_density=True)
     one_step = euler_flow(control, VP, energy, times[:2], x, log_density=True)
     assert bool(torch.isfinite(one_step[1]).all())
+
+
+# ---------------------------------------------------------------- the teacher's Heun solver
+
+
+def _linear_flow_error(flow, n_steps: int) -> float:
+    """Error at T of a solver on the zero control's flow ``dx/dt = beta(t) x / 2``, whose
+    solution is ``x0 exp(int beta / 2)``."""
+    from ._controls import ZeroControl
+
+    x0 = torch.tensor([[1.0, -0.5]], dtype=F64)
+    times = uniform_grid(n_steps, 1.0, dtype=F64)
+    exact = x0 * math.exp(0.5 * VP.integral_beta(0.0, 1.0))
+    energy = GaussianMixture.grid().to(dtype=F64)
+    return float((flow(ZeroControl(), VP, energy, times, x0) - exact).abs().max())
+
+
+def test_heun_is_second_order_and_euler_first_order():
+    from skcds._core.flow import heun_flow
+
+    heun = [_linear_flow_error(heun_flow, n) for n in (16, 32, 64)]
+    euler = [_linear_flow_error(euler_flow, n) for n in (16, 32, 64)]
+    for coarse, fine in zip(heun[:-1], heun[1:]):
+        assert 3.5 < coarse / fine < 4.5
+    for coarse, fine in zip(euler[:-1], euler[1:]):
+        assert 1.7 < coarse / fine < 2.3
+    assert heun[-1] < euler[-1] / 10

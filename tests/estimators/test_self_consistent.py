@@ -282,5 +282,7 @@ def test_a_folding_map_warns_that_its_weights_are_invalid():
 
     sampler = SelfConsistentSampler(n_steps=8, max_iter=5, batch_size=64, random_state=0)
     sampler.fit(ManyWell.mw52())
-    with pytest.warns(InvalidWeightsWarning, match=r"The 8-step deterministic map is not injective"):
+    with pytest.warns(
+        InvalidWeightsWarning, match=r"The 8-step deterministic map is not injective"
+    ):
         sampler.sample(300, n_steps=8, random_state=1, return_log_weights=True)
