@@ -263,8 +263,8 @@ def test_heun_is_second_order_and_euler_first_order():
 
     heun = [_linear_flow_error(heun_flow, n) for n in (16, 32, 64)]
     euler = [_linear_flow_error(euler_flow, n) for n in (16, 32, 64)]
-    for coarse, fine in zip(heun[:-1], heun[1:]):
+    for coarse, fine in zip(heun[:-1], heun[1:], strict=True):
         assert 3.5 < coarse / fine < 4.5
-    for coarse, fine in zip(euler[:-1], euler[1:]):
+    for coarse, fine in zip(euler[:-1], euler[1:], strict=True):
         assert 1.7 < coarse / fine < 2.3
     assert heun[-1] < euler[-1] / 10
