@@ -175,7 +175,11 @@ class ConsistencyNet(nn.Module):
     sigma_data : float, default=0.5
         The EDM data scale of ``c_skip`` and ``c_out``.
     clip : float, default=10.0
-        Element-wise clamp of ``F`` (not scheduled).
+        Initial element-wise clamp of ``F``, a buffer that the training schedule raises in
+        place (10, then 50 and 250 at iterations 200 and 400), as for :class:`ControlNet`.
+        The reference code keeps 10 fixed, which caps the one-step map: with
+        ``c_out(T) = 0.447``, ``|f(T, x)| <= 0.2 |x| + 4.47`` per coordinate, so the outer
+        modes of the 9-mode GMM (at +-5, scale 0.55) could not be reached.
     generator : torch.Generator, optional
         Source of the initial weights.
     """
@@ -190,7 +194,8 @@ class ConsistencyNet(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        self.dim, self.sigma_data, self.clip = dim, sigma_data, clip
+        self.dim, self.sigma_data = dim, sigma_data
+        self.register_buffer("clip_model", torch.tensor(clip))
         g = generator
         self.time_embedding = FourierTimeEmbedding(width, width=width, n_layers=2, generator=g)
         self.state_embedding = _linear(dim, width, g)
@@ -205,7 +210,8 @@ class ConsistencyNet(nn.Module):
         net = cls(control.dim, width=width, **kwargs)
         trunk = ("time_embedding.", "state_embedding.", "hidden.", "output.")
         state = {k: v for k, v in control.state_dict().items() if k.startswith(trunk)}
-        net.load_state_dict(state)
+        missing, _ = net.load_state_dict(state, strict=False)
+        assert missing == ["clip_model"], missing  # the clip restarts its own schedule
         return net.to(next(control.parameters()).dtype)
 
     def forward(self, sigma: Tensor, x: Tensor) -> Tensor:
@@ -214,5 +220,6 @@ class ConsistencyNet(nn.Module):
         s2 = self.sigma_data**2
         c_skip = (s2 / (sigma.square() + s2))[:, None]
         c_out = (sigma * self.sigma_data / (sigma.square() + s2).sqrt())[:, None]
-        features = _trunk(self, self.time_embedding(sigma), x).clamp(-self.clip, self.clip)
+        clip = self.clip_model
+        features = _trunk(self, self.time_embedding(sigma), x).clamp(-clip, clip)
         return c_skip * x + c_out * features

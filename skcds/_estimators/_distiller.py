@@ -268,8 +268,7 @@ class ConsistentDistiller(_BaseSampler):
         target = self.control_ if self.target == "online" else self._target_ema.module
         loss = distillation_loss(self.control_, target, sigma1, x1, sigma2, x2, self.loss)
         loss = loss / self.n_features_in_
-        interval_ = torch.tensor(float(interval))
-        yield {"loss": loss, "interval": interval_}, loss, 0
+        yield {"loss": loss, "interval": torch.tensor(float(interval))}, loss, 0
         if self.target == "ema":
             self._target_ema.update(self.control_)
 

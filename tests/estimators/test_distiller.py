@@ -315,3 +315,19 @@ def test_the_control_net_trunk_is_shared_by_both_networks():
         _trunk(net, net.time_embedding(t)[:, None][0], x),
         _trunk(control, control.time_embedding(t)[:, None][0], x),
     )
+
+
+def test_the_output_clip_follows_the_training_schedule():
+    """A fixed clip of 10 caps the one-step map at |x| <= 0.2 |x0| + 4.47 (the reference
+    code's setting, which cannot reach the GMM's outer modes); the schedule lifts it."""
+    from skcds._core.training import apply_clip_schedule
+
+    net = ConsistencyNet(2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        net.output.bias.fill_(1e3)
+    x = torch.zeros(1, 2)
+    capped = float(net(torch.tensor(1.0), x).max())
+    assert capped == pytest.approx(10 * 0.5 / math.sqrt(1.25), rel=1e-6)
+    apply_clip_schedule(net, 500)
+    assert float(net.clip_model) == 250.0
+    assert float(net(torch.tensor(1.0), x).max()) > 100
