@@ -34,14 +34,17 @@ teacher.fit(energy)
 # teacher's ODE from fresh prior samples to a random interval of a coarse grid of
 # ``n_intervals`` pieces and pulls the student's output at the interval's start towards its
 # output at the interval's end.
-student = ConsistentDistiller(teacher, n_intervals=8, max_iter=600, batch_size=256,
-                              random_state=0)
+student = ConsistentDistiller(teacher, n_intervals=8, max_iter=600, batch_size=256, random_state=0)
 student.fit()
 
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.plot([r["loss"] for r in student.history_])
-ax.set(xlabel="iteration", ylabel="distillation loss", yscale="log",
-       title=f"{student.history_[-1]['elapsed']:.0f} s of distillation")
+ax.set(
+    xlabel="iteration",
+    ylabel="distillation loss",
+    yscale="log",
+    title=f"{student.history_[-1]['elapsed']:.0f} s of distillation",
+)
 fig.tight_layout()
 
 # %%

@@ -52,6 +52,14 @@ class FourierTimeEmbedding(nn.Module):
         return h
 
 
+def _add_trunk(net: nn.Module, dim: int, width: int, generator) -> None:
+    """Give ``net`` the layers of the state MLP (see :func:`_trunk`); the output layer is
+    zero-initialised."""
+    net.state_embedding = _linear(dim, width, generator)
+    net.hidden = nn.ModuleList(_linear(width, width, generator) for _ in range(2))
+    net.output = _linear(width, dim, generator, zero=True)
+
+
 def _trunk(net: nn.Module, embedding: Tensor, x: Tensor) -> Tensor:
     """The state MLP shared by :class:`ControlNet` and :class:`ConsistencyNet`:
     ``state_embedding(x) + embedding``, GELU hidden layers, then the output layer."""
@@ -116,9 +124,7 @@ class ControlNet(nn.Module):
             if step_conditioned
             else None
         )
-        self.state_embedding = _linear(dim, width, g)
-        self.hidden = nn.ModuleList(_linear(width, width, g) for _ in range(2))
-        self.output = _linear(width, dim, g, zero=True)
+        _add_trunk(self, dim, width, g)
         self.scale_net = FourierTimeEmbedding(1, width=width, n_layers=4, generator=g)
         with torch.no_grad():  # s(t) starts at 1 (DIS) or 0.01 (PIS/DDS)
             self.scale_net.layers[-1].weight.zero_()
@@ -198,9 +204,7 @@ class ConsistencyNet(nn.Module):
         self.register_buffer("clip_model", torch.tensor(clip))
         g = generator
         self.time_embedding = FourierTimeEmbedding(width, width=width, n_layers=2, generator=g)
-        self.state_embedding = _linear(dim, width, g)
-        self.hidden = nn.ModuleList(_linear(width, width, g) for _ in range(2))
-        self.output = _linear(width, dim, g, zero=True)
+        _add_trunk(self, dim, width, g)
 
     @classmethod
     def from_control(cls, control: ControlNet, **kwargs) -> ConsistencyNet:
