@@ -1,9 +1,23 @@
-"""Reference processes (the fixed noising SDE of DIS) and their priors (method.md §1.4).
+"""Reference processes of diffusion samplers and their priors (method.md §1.4, §2.3).
 
-A reference process is an object with ``terminal_time``, ``drift(t, x)``, ``diffusion(t)``,
-``noising_transition(t, t_next)`` (the Gaussian transition of the noising process from
-``t_next`` back to ``t``; it makes the discrete-time importance weights exact),
-``prior_sample``, ``prior_log_prob`` and ``prior_score``.
+A reference process is an object with
+
+* ``terminal_time``, ``drift(t, x)`` and ``diffusion(t)`` of the generative SDE (the control
+  adds ``diffusion(t) * u``);
+* ``noising_transition(t, t_next)``: the reference's Gaussian kernel between grid points,
+  ``N(x_t; a x_{t_next}, var I)``, returned as ``(a, var)``; it makes the discrete-time
+  importance weights exact;
+* ``prior_sample``, ``prior_log_prob`` and ``terminal_log_prob``: the path log-ratio of a
+  rollout is ``prior_log_prob(x_0) + sum_k [log q_k - log kernel_k] + terminal_log_prob(x_N)``;
+* ``langevin``: the Langevin-style term of its control network (``'lerp'`` or ``'score'``)
+  and ``has_flow``: whether its probability-flow ODE is the one the flow samplers integrate.
+
+Three processes, one per diffusion sampler of the paper's baselines:
+
+* ``'vp'`` (:class:`VPProcess`): DIS, the time reversal of a variance-preserving noising;
+* ``'ou'`` (:class:`OUProcess`): DDS, the stationary Ornstein–Uhlenbeck process itself;
+* ``'brownian'`` (:class:`BrownianProcess`): PIS, scaled Brownian motion from a Dirac at 0.
+
 New processes go in :data:`REFERENCES`.
 """
 
@@ -14,7 +28,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["REFERENCES", "VPProcess", "get_reference"]
+__all__ = ["REFERENCES", "BrownianProcess", "OUProcess", "VPProcess", "get_reference"]
 
 
 class VPProcess:
@@ -36,6 +50,9 @@ class VPProcess:
     ) -> None:
         self.beta_min, self.beta_max = beta_min, beta_max
         self.terminal_time, self.truncation = terminal_time, truncation
+
+    langevin = "lerp"
+    has_flow = True
 
     def beta(self, t: Tensor) -> Tensor:
         return self.beta_max + (self.beta_min - self.beta_max) * (t / self.terminal_time)
@@ -84,17 +101,85 @@ class VPProcess:
     def prior_score(self, x: Tensor) -> Tensor:
         return -x
 
+    def terminal_log_prob(self, x: Tensor) -> float:
+        """0: the reference path of DIS ends at the target, so no terminal correction."""
+        return 0.0
+
     def __repr__(self) -> str:
         return (
-            f"VPProcess(beta_min={self.beta_min}, beta_max={self.beta_max}, "
+            f"{type(self).__name__}(beta_min={self.beta_min}, beta_max={self.beta_max}, "
             f"terminal_time={self.terminal_time})"
         )
 
 
-REFERENCES = {"vp": VPProcess}
+class OUProcess(VPProcess):
+    """The reference of DDS (Vargas, Grathwohl and Doucet, 2023): the Ornstein–Uhlenbeck SDE
+    ``dX = -beta(t) X / 2 dt + sqrt(beta(t)) dW`` run forward from its stationary law ``N(0, I)``.
+
+    The control steers it from the prior to the target. The schedule, prior truncation and
+    kernel are those of :class:`VPProcess`: the OU process is reversible with respect to
+    ``N(0, I)``, so its transitions read backwards are the VP noising kernels, and the path
+    log-ratio needs no terminal term (the forward kernels would add ``log N(x_N; 0, I) -
+    log N(x_0; 0, I)``, which cancels against the reference's stationary prior). Its
+    probability-flow ODE is not the one of DIS, so it has no flow samplers.
+    """
+
+    langevin = "score"
+    has_flow = False
+
+    def drift(self, t: Tensor, x: Tensor) -> Tensor:
+        return -0.5 * self.beta(t) * x
 
 
-def get_reference(name: str, **kwargs) -> VPProcess:
+class BrownianProcess:
+    """The reference of PIS (Zhang and Chen, 2022): ``dX = sigma dW`` from ``X_0 = 0``.
+
+    ``sigma = sqrt(0.2)`` and ``T = 5`` as in the reference code. Every path starts at the
+    origin, so the prior's Dirac mass cancels between the generative and reference paths
+    (``prior_log_prob`` is 0). The kernels are the forward Brownian transitions
+    ``N(x_{k+1}; x_k, sigma^2 dt)``, whose log-density equals that of the ``(a, var) =
+    (1, sigma^2 dt)`` kernel the rollout evaluates; the reference's terminal marginal
+    ``N(0, sigma^2 T I)`` is divided out by ``terminal_log_prob``. The weights are exact at
+    every number of steps. A probability-flow ODE from a Dirac maps every sample to the same
+    point, so there are no flow samplers.
+    """
+
+    langevin = "score"
+    has_flow = False
+
+    def __init__(self, sigma: float = math.sqrt(0.2), terminal_time: float = 5.0) -> None:
+        self.sigma, self.terminal_time = sigma, terminal_time
+
+    def drift(self, t: Tensor, x: Tensor) -> Tensor:
+        return torch.zeros_like(x)
+
+    def diffusion(self, t: Tensor) -> Tensor:
+        return torch.full_like(t, self.sigma)
+
+    def noising_transition(self, t: Tensor, t_next: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.ones_like(t), self.sigma**2 * (t_next - t)
+
+    def prior_sample(
+        self, n: int, dim: int, *, generator: torch.Generator | None, dtype, device
+    ) -> Tensor:
+        return torch.zeros((n, dim), dtype=dtype, device=device)
+
+    def prior_log_prob(self, x: Tensor) -> Tensor:
+        return x.new_zeros(x.shape[0])
+
+    def terminal_log_prob(self, x: Tensor) -> Tensor:
+        """``log N(x; 0, sigma^2 T I)``, the reference's law at the terminal time."""
+        var = self.sigma**2 * self.terminal_time
+        return -0.5 * x.square().sum(-1) / var - 0.5 * x.shape[-1] * math.log(2 * math.pi * var)
+
+    def __repr__(self) -> str:
+        return f"BrownianProcess(sigma={self.sigma:.4g}, terminal_time={self.terminal_time})"
+
+
+REFERENCES = {"vp": VPProcess, "ou": OUProcess, "brownian": BrownianProcess}
+
+
+def get_reference(name: str, **kwargs):
     """Build the reference process registered under ``name`` in :data:`REFERENCES`."""
     try:
         return REFERENCES[name](**kwargs)

@@ -104,6 +104,7 @@ def _sde(control, process, energy, times, x0, noise, step=None, record=True, gen
         x = x_next
         if record:
             xs.append(x), scores.append(score), controls.append(u)
+    log_rnd = log_rnd + process.terminal_log_prob(x)
     if not record:
         return Rollout(x, log_rnd, energy._log_prob(x))
     scores.append(energy._grad_log_prob(x))

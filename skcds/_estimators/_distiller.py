@@ -217,6 +217,11 @@ class ConsistentDistiller(_BaseSampler):
                 "ConsistentDistiller's 'teacher' must be a DiffusionSampler (fitted or not); "
                 f"got {type(self.teacher).__name__}."
             )
+        if self.teacher.reference != "vp":
+            raise ValueError(
+                "ConsistentDistiller distils the probability-flow ODE of DIS: the teacher's "
+                f"'reference' must be 'vp'; got {self.teacher.reference!r}."
+            )
         if hasattr(self.teacher, "n_iter_"):
             return self.teacher  # used as it is: read, never refit or modified
         if energy is None:

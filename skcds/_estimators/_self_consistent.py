@@ -118,6 +118,7 @@ class SelfConsistentSampler(DiffusionSampler):
     _parameter_constraints = {
         **DiffusionSampler._parameter_constraints,
         "n_steps": v.Constraint(numbers.Integral, _power_of_two, "a power of two >= 2"),
+        "reference": v.one_of("vp"),  # the jumps follow the DIS probability-flow ODE
         "update": v.one_of("alternate", "sum"),
         "consistency_weight": v.Constraint(
             numbers.Real, lambda w: 0 <= w < float("inf"), "a finite float >= 0"

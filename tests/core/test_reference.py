@@ -7,7 +7,7 @@ from scipy import integrate
 from skcds._core.reference import REFERENCES, get_reference
 
 
-@pytest.fixture(params=sorted(REFERENCES))
+@pytest.fixture(params=["vp", "ou"])  # the VP-schedule family (DIS and DDS)
 def process(request):
     return get_reference(request.param)
 
@@ -73,4 +73,36 @@ def test_prior_density_integrates_to_one_on_its_support(process):
 def test_unknown_reference_lists_options():
     with pytest.raises(ValueError) as error:
         get_reference("vpp")
-    assert str(error.value) == "'reference' must be one of ['vp']; got 'vpp'."
+    assert str(error.value) == (
+        "'reference' must be one of ['brownian', 'ou', 'vp']; got 'vpp'."
+    )
+
+
+def test_every_reference_declares_its_control_and_flow():
+    for name in REFERENCES:
+        process = get_reference(name)
+        assert process.langevin in ("lerp", "score")
+        assert process.has_flow == (name == "vp")
+
+
+def test_ou_reference_is_the_stationary_process():
+    """DDS's generative drift pulls towards 0: N(0, I) is invariant under its Euler steps
+    to first order (mean 0, variance 1 kept over the whole horizon)."""
+    ou, g = get_reference("ou"), torch.Generator().manual_seed(0)
+    x = torch.randn(40_000, 2, generator=g, dtype=torch.float64)
+    ts = torch.linspace(0, 1, 2001, dtype=torch.float64)
+    for a, b in zip(ts[:-1], ts[1:], strict=True):
+        noise = torch.randn(x.shape, generator=g, dtype=torch.float64)
+        x = x + ou.drift(a, x) * (b - a) + ou.diffusion(a) * (b - a).sqrt() * noise
+    assert float(x.var()) == pytest.approx(1.0, abs=0.03)
+    assert float(x.mean().abs()) < 0.02
+
+
+def test_brownian_reference_is_pis():
+    bm = get_reference("brownian")
+    assert (bm.sigma, bm.terminal_time) == (pytest.approx(math.sqrt(0.2)), 5.0)
+    x0 = bm.prior_sample(4, 3, generator=None, dtype=torch.float64, device="cpu")
+    assert torch.count_nonzero(x0) == 0 and torch.count_nonzero(bm.prior_log_prob(x0)) == 0
+    x = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
+    expected = torch.distributions.Normal(0.0, 1.0).log_prob(x).sum(-1)  # sigma^2 T = 1
+    torch.testing.assert_close(bm.terminal_log_prob(x), expected)

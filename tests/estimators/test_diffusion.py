@@ -100,6 +100,29 @@ def test_kl_loss_trains():
     assert not any(r["skipped"] for r in sampler.history_)
 
 
+@pytest.mark.parametrize("reference", ["ou", "brownian"])
+@pytest.mark.parametrize("loss", ["kl", "log_variance"])
+def test_baselines_pis_and_dds_train_and_give_valid_weights(reference, loss):
+    """PIS ('brownian') and DDS ('ou') with either loss: the score-type control, the
+    process's own horizon, finite log-weights whose ELBO stays below the known log Z = 0."""
+    sampler = DiffusionSampler(**TINY, reference=reference, loss=loss, random_state=0)
+    sampler.fit(GAUSSIAN)
+    assert sampler.control_.langevin == "score"
+    assert not any(r["skipped"] for r in sampler.history_)
+    x, log_w = sampler.sample(4000, random_state=0, return_log_weights=True)
+    assert x.shape == (4000, 2) and np.isfinite(log_w).all()
+    est = sampler.estimate_log_normalizer(4000, random_state=1)
+    assert est.elbo < 3 * est.elbo_stderr
+    with pytest.raises(ValueError, match=f"method='ode' needs reference='vp'.*{reference!r}"):
+        sampler.sample(3, method="ode")
+
+
+def test_pis_starts_every_path_at_the_origin():
+    sampler = DiffusionSampler(**TINY, reference="brownian", random_state=0).fit(GAUSSIAN)
+    assert sampler.reference_.terminal_time == 5.0
+    assert torch.count_nonzero(sampler._prior(5)) == 0
+
+
 def test_estimate_log_normalizer_and_score(fitted):
     est = fitted.estimate_log_normalizer(500, random_state=0)
     assert 0 < est.ess <= 1 and est.stderr > 0 and est.elbo <= est.log_z
@@ -138,6 +161,11 @@ def test_not_fitted():
         (
             {"max_iter": 2.5},
             "The 'max_iter' parameter of DiffusionSampler must be an int >= 1. Got 2.5 instead.",
+        ),
+        (
+            {"reference": "pis"},
+            "The 'reference' parameter of DiffusionSampler must be one of ['brownian', 'ou', "
+            "'vp']. Got 'pis' instead.",
         ),
         (
             {"execution": "graph"},

@@ -248,6 +248,12 @@ def test_a_teacher_that_is_not_a_diffusion_sampler_is_refused():
         ConsistentDistiller("dis").fit(GAUSSIAN)
 
 
+@pytest.mark.parametrize("reference", ["ou", "brownian"])
+def test_a_teacher_without_the_dis_flow_is_refused(reference):
+    with pytest.raises(ValueError, match=f"teacher's 'reference' must be 'vp'; got {reference!r}"):
+        ConsistentDistiller(DiffusionSampler(reference=reference)).fit(GAUSSIAN)
+
+
 def test_an_unfitted_teacher_without_energy_is_refused():
     with pytest.raises(ValueError, match="needs an energy"):
         ConsistentDistiller(DiffusionSampler()).fit()

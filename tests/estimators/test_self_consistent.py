@@ -115,6 +115,11 @@ def test_invalid_k_is_refused(fitted, k, message):
             "'sum']. Got 'both' instead.",
         ),
         (
+            {"reference": "ou"},
+            "The 'reference' parameter of SelfConsistentSampler must be one of ['vp']. "
+            "Got 'ou' instead.",
+        ),
+        (
             {"consistency_weight": -1},
             "The 'consistency_weight' parameter of SelfConsistentSampler must be a finite "
             "float >= 0. Got -1 instead.",
