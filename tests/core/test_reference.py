@@ -73,9 +73,7 @@ def test_prior_density_integrates_to_one_on_its_support(process):
 def test_unknown_reference_lists_options():
     with pytest.raises(ValueError) as error:
         get_reference("vpp")
-    assert str(error.value) == (
-        "'reference' must be one of ['brownian', 'ou', 'vp']; got 'vpp'."
-    )
+    assert str(error.value) == ("'reference' must be one of ['brownian', 'ou', 'vp']; got 'vpp'.")
 
 
 def test_every_reference_declares_its_control_and_flow():
