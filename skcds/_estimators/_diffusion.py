@@ -173,6 +173,7 @@ class DiffusionSampler(_BaseSampler):
         wanted = self.execution == "cuda_graph" or (
             self.execution == "auto"
             and self.device_.type == "cuda"
+            and self.loss == "log_variance"  # the KL loss differentiates through the rollout
             and not getattr(self, "_graph_failed", False)
         )
         if wanted and (self.device_.type != "cuda" or self.loss != "log_variance"):

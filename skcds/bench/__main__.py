@@ -1,0 +1,103 @@
+"""``python -m skcds.bench``: the benchmark harness from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    from ._budgets import BUDGETS
+    from ._run import METHODS
+    from ._targets import TARGETS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m skcds.bench",
+        description="Reproduce the paper's Tables 1-2 side by side with skcds's numbers "
+        "(--mode benchmark), or measure training and sampling speed (--mode speed).",
+    )
+    parser.add_argument("--mode", choices=["benchmark", "speed"], default="benchmark")
+    parser.add_argument(
+        "--targets",
+        type=_names,
+        default=list(TARGETS),
+        help=f"comma-separated: {','.join(TARGETS)}",
+    )
+    parser.add_argument(
+        "--methods",
+        type=_names,
+        default=list(METHODS),
+        help=f"comma-separated: {','.join(METHODS)}",
+    )
+    parser.add_argument(
+        "--budget",
+        choices=sorted(BUDGETS),
+        default="smoke",
+        help="smoke: minutes on 2 CPU cores; cpu: about an hour per target on 2 cores; "
+        "paper: the paper's budget, for a GPU",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--out", default="bench_results", help="output folder")
+    parser.add_argument(
+        "--data", default=None, help="folder with ionosphere.csv and pines.csv (default: search)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--baseline-loss", choices=["kl", "log_variance"], default="kl", help="PIS and DDS loss"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads of torch")
+    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument(
+        "--report-only", action="store_true", help="redraw table and plots from OUT/results.json"
+    )
+    return parser
+
+
+def main(argv=None) -> None:
+    """Run the harness with command-line arguments ``argv`` (``sys.argv`` by default)."""
+    args = _parser().parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.mode == "speed":
+        from ._speed import run_speed, speed_table
+
+        target = args.targets[0] if len(args.targets) == 1 else "gmm9"
+        result = run_speed(target, device=args.device, out=args.out, seed=args.seed)
+        print("\n".join(speed_table(result)))
+        return
+    if args.report_only:
+        from pathlib import Path
+
+        from ._report import write_report
+
+        results = json.loads((Path(args.out) / "results.json").read_text())
+        print("\n".join(write_report(results, args.out, plots=not args.no_plots)))
+        return
+    from ._run import run_benchmark
+
+    try:
+        run_benchmark(
+            args.targets,
+            args.methods,
+            budget=args.budget,
+            device=args.device,
+            out=args.out,
+            data_dir=args.data,
+            seed=args.seed,
+            baseline_loss=args.baseline_loss,
+            plots=not args.no_plots,
+        )
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    print((__import__("pathlib").Path(args.out) / "table.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
