@@ -41,7 +41,7 @@ BUDGETS = {
         distill_iter=30,
         distill_batch_size=64,
         n_metric=300,
-        n_timing=10_000,
+        n_timing=2000,
         n_steps=16,
         n_intervals=8,
     ),
@@ -55,7 +55,8 @@ BUDGETS = {
         n_metric=2000,
         n_timing=100_000,
         overrides={
-            "lgcp": {"max_iter": 300, "batch_size": 32, "distill_iter": 300},
+            # a 1600-D score costs a 1600 x 1600 product per sample and step on 2 cores
+            "lgcp": {"max_iter": 300, "batch_size": 32, "distill_iter": 300, "n_timing": 2000},
             "ionosphere": {"max_iter": 1000},
         },
     ),
