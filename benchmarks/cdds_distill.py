@@ -26,17 +26,20 @@ from pathlib import Path
 import joblib
 import numpy as np
 import torch
-from scds_steps import N_METRIC, N_TIMING, TARGETS, _device_name, _fold_summary, _timed
+from scds_steps import (
+    N_METRIC,
+    N_TIMING,
+    TARGETS,
+    _device_name,
+    _fold_summary,
+    _timed,
+    paper_one_step,
+)
 
 from skcds import ConsistentDistiller, DiffusionSampler
 from skcds.exceptions import InvalidWeightsWarning
 
-PAPER_CDDS_1 = {  # CDDS, one step, method.md §7 Table 1: (Sinkhorn, ESS, |Δlog Z|)
-    "gmm9": (0.0313, 0.3395, 1.5717),
-    "mw54": (0.2815, 0.0442, 1.0966),
-    "funnel": (8.8849, 5.1e-5, 1.3316),
-    "mw52": (6.1764, 5.7e-5, 63.7244),
-}
+PAPER_CDDS_1 = {name: paper_one_step("cdds", name) for name in TARGETS}
 MULTISTEP = (2, 4, 8, 16)
 
 

@@ -19,22 +19,17 @@ import argparse
 import json
 import platform
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from skcds import DiffusionSampler
-from skcds.energies import GaussianMixture, ManyWell
+from skcds.bench import TARGETS as BENCH_TARGETS
 
-TARGETS = {
-    "gmm9": lambda: GaussianMixture.grid(n_per_axis=3, spacing=5.0, scale=0.3**0.5),
-    "mw54": lambda: ManyWell(dim=5, n_double_wells=5, separation=4.0),
-}
-PAPER = {  # DIS (128 steps), method.md §7 Table 1
-    "gmm9": {"paper_sinkhorn": 0.0203, "ess": 0.8054, "abs_dlogz": 0.0899},
-    "mw54": {"paper_sinkhorn": 0.1230, "ess": 0.2677, "abs_dlogz": 1.2056},
-}
+TARGETS = {name: partial(BENCH_TARGETS[name].build, None) for name in ("gmm9", "mw54")}
+PAPER = {name: BENCH_TARGETS[name].paper[("dis", 128)] for name in TARGETS}  # Table 1
 N_METRIC, N_WEIGHTS = 6000, 100_000
 
 
