@@ -62,8 +62,9 @@ def run_speed(
     ``warmup``) at ``n_steps`` and ``batch_size``, for every execution mode of the device
     (``'eager'``; also ``'cuda_graph'`` on CUDA, where the whole training rollout is one
     graph launch). CDDS has one mode: its teacher integration is eager. Sampling: the
-    wall-clock time (best of three at one step), as samples per second, for one-step sampling (SCDS and
-    CDDS, ``n_samples_one_step`` samples, one network call per chunk of 65 536) and
+    wall-clock time (best of three at one step), as samples per second, for one-step
+    sampling (SCDS and CDDS, ``n_samples_one_step`` samples, one network call per chunk of
+    65 536) and
     ``n_steps``-step sampling (DIS's SDE and SCDS's ODE, ``n_samples``); samples stay on the
     device (no copy to numpy).
 
