@@ -6,6 +6,8 @@ the unknown constant ``log Z``.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Callable
 
@@ -76,6 +78,72 @@ class Energy(torch.nn.Module):
     """
 
     dim: int
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        """Record the constructor's arguments of every subclass (for :meth:`get_params`)."""
+        super().__init_subclass__(**kwargs)
+        if "__init__" not in cls.__dict__:
+            return
+        init = cls.__init__
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def recording_init(self, *args, **kw):
+            if not hasattr(self, "_init_depth"):
+                object.__setattr__(self, "_init_depth", 0)
+            if self._init_depth == 0:  # the outermost constructor: the user's call
+                bound = signature.bind(self, *args, **kw)
+                bound.apply_defaults()
+                params = dict(list(bound.arguments.items())[1:])
+            object.__setattr__(self, "_init_depth", self._init_depth + 1)
+            try:
+                init(self, *args, **kw)
+            finally:
+                object.__setattr__(self, "_init_depth", self._init_depth - 1)
+            if self._init_depth == 0:
+                object.__setattr__(self, "_init_params", params)
+
+        cls.__init__ = recording_init
+
+    # ---------------------------------------------------------------- scikit-learn params
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor's arguments, as scikit-learn's ``get_params``.
+
+        They make an energy a nested parameter of a sampler: ``clone`` rebuilds it, and
+        ``sampler.set_params(energy__scale=2.0)`` changes it.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Ignored (an energy has no nested estimators).
+
+        Returns
+        -------
+        dict
+        """
+        return dict(getattr(self, "_init_params", {}))
+
+    def set_params(self, **params) -> Energy:
+        """Rebuild the energy with some constructor arguments changed.
+
+        Parameters
+        ----------
+        **params
+            Constructor arguments of this energy's class.
+
+        Returns
+        -------
+        self
+        """
+        current = self.get_params()
+        unknown = sorted(set(params) - set(current))
+        if unknown:
+            raise ValueError(
+                f"Invalid parameter(s) {unknown} for {type(self).__name__}; valid parameters "
+                f"are {sorted(current)}."
+            )
+        type(self).__init__(self, **{**current, **params})
+        return self
 
     def _log_prob(self, x: Tensor) -> Tensor:
         raise NotImplementedError

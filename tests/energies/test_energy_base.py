@@ -167,3 +167,40 @@ def test_sample_rejects_a_bad_n(n):
 def test_sample_accepts_numpy_integers():
     assert _Sampleable().can_sample
     assert _Sampleable().sample(np.int64(4)).shape == (4, 1)
+
+
+# ---------------------------------------------------------------- scikit-learn parameters
+def test_energy_params_are_the_constructor_arguments_and_rebuild_it():
+    from sklearn.base import clone
+
+    from skcds.energies import Funnel, GaussianMixture, ManyWell
+
+    assert Funnel(dim=4).get_params() == {"dim": 4, "scale": 3.0}
+    assert ManyWell.mw54().get_params() == {"dim": 5, "n_double_wells": 5, "separation": 4.0}
+    mixture = GaussianMixture.grid()
+    twin = clone(mixture)
+    assert twin is not mixture
+    x = torch.randn(7, 2, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(twin.log_prob(x), mixture.log_prob(x))
+
+
+def test_set_params_rebuilds_and_unknown_names_are_refused():
+    from skcds.energies import Funnel
+
+    funnel = Funnel()
+    assert funnel.set_params(dim=3) is funnel and funnel.dim == 3
+    assert funnel.log_prob(torch.zeros(2, 3)).shape == (2,)
+    with pytest.raises(ValueError, match=r"Invalid parameter\(s\) \['dimension'\] for Funnel"):
+        funnel.set_params(dimension=3)
+
+
+def test_energy_parameters_nest_in_a_sampler():
+    from sklearn.base import clone
+
+    from skcds import DiffusionSampler
+    from skcds.energies import Funnel
+
+    sampler = DiffusionSampler(Funnel(dim=3))
+    assert sampler.get_params()["energy__dim"] == 3
+    sampler.set_params(energy__dim=6)
+    assert sampler.energy.dim == 6 and clone(sampler).energy.dim == 6
