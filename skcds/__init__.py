@@ -1,8 +1,15 @@
 """skcds: consistent diffusion samplers for unnormalized densities, as scikit-learn estimators."""
 
+from ._estimators._classifier import BayesianLogisticRegression
 from ._estimators._diffusion import DiffusionSampler
 from ._estimators._distiller import ConsistentDistiller
 from ._estimators._self_consistent import SelfConsistentSampler
 from ._version import __version__
 
-__all__ = ["ConsistentDistiller", "DiffusionSampler", "SelfConsistentSampler", "__version__"]
+__all__ = [
+    "BayesianLogisticRegression",
+    "ConsistentDistiller",
+    "DiffusionSampler",
+    "SelfConsistentSampler",
+    "__version__",
+]

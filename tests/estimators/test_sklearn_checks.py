@@ -10,7 +10,12 @@ check that starts passing fail the suite, so this list cannot go stale silently.
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skcds import ConsistentDistiller, DiffusionSampler, SelfConsistentSampler
+from skcds import (
+    BayesianLogisticRegression,
+    ConsistentDistiller,
+    DiffusionSampler,
+    SelfConsistentSampler,
+)
 from skcds.energies import GaussianMixture
 
 ENERGY = GaussianMixture.grid()
@@ -70,4 +75,19 @@ def expected_failed_checks(estimator):
     ESTIMATORS, expected_failed_checks=expected_failed_checks, xfail_strict=True
 )
 def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@parametrize_with_checks(
+    [
+        BayesianLogisticRegression(
+            SelfConsistentSampler(n_steps=4, max_iter=20, batch_size=32),
+            n_posterior_samples=100,
+            random_state=0,
+        )
+    ]
+)
+def test_classifier_passes_every_check(estimator, check):
+    """The classifier takes data, so every check applies (multiclass ones are skipped by its
+    binary-only tag; it refuses multiclass targets with scikit-learn's message)."""
     check(estimator)
