@@ -4,6 +4,7 @@ from ._estimators._classifier import BayesianLogisticRegression
 from ._estimators._diffusion import DiffusionSampler
 from ._estimators._distiller import ConsistentDistiller
 from ._estimators._self_consistent import SelfConsistentSampler
+from ._persistence import load, save
 from ._version import __version__
 
 __all__ = [
@@ -12,4 +13,6 @@ __all__ = [
     "DiffusionSampler",
     "SelfConsistentSampler",
     "__version__",
+    "load",
+    "save",
 ]

@@ -130,6 +130,16 @@ class ControlNet(nn.Module):
             self.scale_net.layers[-1].weight.zero_()
             self.scale_net.layers[-1].bias.fill_(1.0 if langevin == "lerp" else 0.01)
 
+    def config(self) -> dict:
+        """The constructor's arguments (weights excluded), to rebuild the architecture."""
+        return {
+            "dim": self.dim,
+            "width": self.state_embedding.out_features,
+            "langevin": self.langevin,
+            "step_conditioned": self.step_conditioned,
+            "terminal_time": self.terminal_time,
+        }
+
     def time_features(self, t: Tensor, sigma: Tensor, step: Tensor | None = None) -> TimeFeatures:
         """Time-only parts at times ``t`` of shape ``(m,)`` (``sigma`` and ``step`` alike)."""
         embedding = self.time_embedding(t)
@@ -205,6 +215,11 @@ class ConsistencyNet(nn.Module):
         g = generator
         self.time_embedding = FourierTimeEmbedding(width, width=width, n_layers=2, generator=g)
         _add_trunk(self, dim, width, g)
+
+    def config(self) -> dict:
+        """The constructor's arguments (weights excluded), to rebuild the architecture."""
+        width = self.state_embedding.out_features
+        return {"dim": self.dim, "width": width, "sigma_data": self.sigma_data}
 
     @classmethod
     def from_control(cls, control: ControlNet, **kwargs) -> ConsistencyNet:
