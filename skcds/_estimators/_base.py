@@ -43,6 +43,15 @@ def _map_tensors(obj, fn):
     return obj
 
 
+def check_saved_version(owner: str, version: str | None) -> None:
+    """Refuse a pickle written by another minor version of skcds (or by none)."""
+    if version is None or version.split(".")[:2] != __version__.split(".")[:2]:
+        raise IncompatibleModelError(
+            f"This {owner} was saved by skcds {version or '(unknown)'}; "
+            f"skcds {__version__} cannot load it. Refit it or install that version."
+        )
+
+
 class _BaseSampler(DensityMixin, BaseEstimator):
     """Template for skcds samplers; see :class:`skcds.DiffusionSampler` for the parameters."""
 
@@ -342,12 +351,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         return state
 
     def __setstate__(self, state):
-        version = state.pop("_skcds_version", None)
-        if version is None or version.split(".")[:2] != __version__.split(".")[:2]:
-            raise IncompatibleModelError(
-                f"This {type(self).__name__} was saved by skcds {version or '(unknown)'}; "
-                f"skcds {__version__} cannot load it. Refit it or install that version."
-            )
+        check_saved_version(type(self).__name__, state.pop("_skcds_version", None))
         self.__dict__.update(state)
         if "_optimizer" in state:
             self._restore_fitted_state()

@@ -9,9 +9,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._version import __version__
 from ..energies import LogisticRegressionPosterior
 from . import _validation as v
-from ._base import _BaseSampler
+from ._base import _BaseSampler, check_saved_version
 
 __all__ = ["BayesianLogisticRegression"]
 
@@ -98,6 +99,13 @@ class BayesianLogisticRegression(ClassifierMixin, BaseEstimator):
         "fit_intercept": v.Constraint(bool, None, "a bool"),
         "n_posterior_samples": v.positive_int(),
     }
+
+    def __getstate__(self):
+        return {**super().__getstate__(), "_skcds_version": __version__}
+
+    def __setstate__(self, state):
+        check_saved_version(type(self).__name__, state.pop("_skcds_version", None))
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

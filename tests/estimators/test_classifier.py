@@ -74,3 +74,23 @@ def test_any_skcds_sampler_and_nested_params():
     assert clone(clf).get_params()["sampler__max_iter"] == 10
     clf.fit(X, Y)
     assert clf.sampler_.n_iter_ == 10 and clf.sampler_.random_state == 1
+
+
+def test_joblib_round_trip_of_a_pipeline_carries_the_version(tmp_path):
+
+    import joblib
+
+    from skcds.exceptions import IncompatibleModelError
+
+    pipe = make_pipeline(
+        StandardScaler(),
+        BayesianLogisticRegression(SAMPLER, n_posterior_samples=50, random_state=0),
+    ).fit(X, Y)
+    joblib.dump(pipe, tmp_path / "pipe.joblib")
+    np.testing.assert_array_equal(joblib.load(tmp_path / "pipe.joblib").predict(X), pipe.predict(X))
+    clf = pipe[-1]
+    state = clf.__getstate__()
+    assert state["_skcds_version"] == __import__("skcds").__version__
+    state["_skcds_version"] = "0.0.1"
+    with pytest.raises(IncompatibleModelError, match="saved by skcds 0.0.1"):
+        BayesianLogisticRegression().__setstate__(state)
