@@ -4,6 +4,7 @@ from ._estimators._classifier import BayesianLogisticRegression
 from ._estimators._diffusion import DiffusionSampler
 from ._estimators._distiller import ConsistentDistiller
 from ._estimators._self_consistent import SelfConsistentSampler
+from ._model_selection import SamplerSearch, search_sampler
 from ._persistence import load, save
 from ._version import __version__
 
@@ -11,8 +12,10 @@ __all__ = [
     "BayesianLogisticRegression",
     "ConsistentDistiller",
     "DiffusionSampler",
+    "SamplerSearch",
     "SelfConsistentSampler",
     "__version__",
     "load",
     "save",
+    "search_sampler",
 ]
