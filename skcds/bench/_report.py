@@ -146,18 +146,20 @@ def _plot_steps(name: str, res: dict, out: Path) -> None:
     quality = "w1" if "floor" in res else "elbo"
     fig = Figure(figsize=(9, 3.4))
     axes = fig.subplots(1, 2)
-    for method, marker in (("scds", "o"), ("cdds", "s"), ("dis", "^")):
+    for method, marker, color in (("scds", "o", "C0"), ("cdds", "s", "C1"), ("dis", "^", "C2")):
         rows = sorted((r for r in res["rows"] if r["method"] == method), key=lambda r: r["steps"])
         if not rows:
             continue
         steps = [r["steps"] for r in rows]
-        axes[0].plot(steps, [r.get(quality) for r in rows], marker=marker, label=LABELS[method])
+        values = [r.get(quality) for r in rows]
+        axes[0].plot(steps, values, marker=marker, color=color, label=LABELS[method])
         valid = [r for r in rows if r["weights"] == "valid"]
         if valid:
             axes[1].plot(
                 [r["steps"] for r in valid],
                 [r["ess"] for r in valid],
                 marker=marker,
+                color=color,
                 label=LABELS[method],
             )
     if "floor" in res:
