@@ -43,7 +43,7 @@ def _energies() -> dict:
     from . import energies
 
     names = ("Funnel", "GaussianMixture", "LGCP", "LogisticRegressionPosterior", "ManyWell")
-    return {name: getattr(energies, name) for name in (*names, "FabManyWell")}
+    return {name: getattr(energies, name) for name in (*names, "FabManyWell", "AffineTransformed")}
 
 
 _NETWORKS = {"ControlNet": networks.ControlNet, "ConsistencyNet": networks.ConsistencyNet}

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import optimize
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._version import __version__
-from ..energies import LogisticRegressionPosterior
+from ..energies import AffineTransformed, LogisticRegressionPosterior
 from . import _validation as v
 from ._base import _BaseSampler, check_saved_version
 
@@ -21,6 +22,21 @@ def _default_sampler():
     from ._self_consistent import SelfConsistentSampler
 
     return SelfConsistentSampler(n_steps=32, max_iter=400, batch_size=256)
+
+
+def _laplace(posterior: LogisticRegressionPosterior) -> tuple[np.ndarray, np.ndarray]:
+    """Mode of the posterior (L-BFGS) and the Cholesky factor of the inverse Hessian there."""
+
+    def negative_log_prob(w):
+        w = torch.as_tensor(w, dtype=torch.float64)[None]
+        value = -float(posterior._log_prob(w)[0])
+        return value, -posterior._grad_log_prob(w)[0].numpy()
+
+    start = np.zeros(posterior.dim)
+    mode = optimize.minimize(negative_log_prob, start, jac=True, method="L-BFGS-B").x
+    hessian = -posterior._hessian_log_prob(torch.as_tensor(mode)[None])[0].numpy()
+    covariance = np.linalg.inv(hessian)
+    return mode, np.linalg.cholesky((covariance + covariance.T) / 2)
 
 
 class BayesianLogisticRegression(ClassifierMixin, BaseEstimator):
@@ -45,6 +61,11 @@ class BayesianLogisticRegression(ClassifierMixin, BaseEstimator):
         Add a column of ones to ``X``.
     n_posterior_samples : int, default=1000
         Posterior samples drawn at ``fit`` and averaged by :meth:`predict_proba`.
+    precondition : {'laplace', 'none'}, default='laplace'
+        ``'laplace'`` finds the posterior mode and the Hessian there and fits the sampler on
+        the whitened posterior (:class:`~skcds.energies.AffineTransformed`), which is close
+        to the samplers' ``N(0, I)`` prior; samples are mapped back. Exact: only the
+        coordinates change. ``'none'`` fits the sampler on the raw posterior.
     sampling_steps : int, default=None
         ``n_steps`` of the sampler's ``sample``; ``None`` uses the sampler's default (one step
         for :class:`~skcds.SelfConsistentSampler` and :class:`~skcds.ConsistentDistiller`).
@@ -84,6 +105,7 @@ class BayesianLogisticRegression(ClassifierMixin, BaseEstimator):
         prior_scale: float = 1.0,
         fit_intercept: bool = True,
         n_posterior_samples: int = 1000,
+        precondition: str = "laplace",
         sampling_steps=None,
         random_state=None,
     ) -> None:
@@ -91,6 +113,7 @@ class BayesianLogisticRegression(ClassifierMixin, BaseEstimator):
         self.prior_scale = prior_scale
         self.fit_intercept = fit_intercept
         self.n_posterior_samples = n_posterior_samples
+        self.precondition = precondition
         self.sampling_steps = sampling_steps
         self.random_state = random_state
 
@@ -98,6 +121,7 @@ class BayesianLogisticRegression(ClassifierMixin, BaseEstimator):
         "prior_scale": v.positive_float(),
         "fit_intercept": v.Constraint(bool, None, "a bool"),
         "n_posterior_samples": v.positive_int(),
+        "precondition": v.one_of("laplace", "none"),
     }
 
     def __getstate__(self):
@@ -149,14 +173,21 @@ class BayesianLogisticRegression(ClassifierMixin, BaseEstimator):
             )
         self.classes_ = classes
         energy = LogisticRegressionPosterior(self._design(X), y_index, self.prior_scale)
+        if self.precondition == "laplace":
+            energy = AffineTransformed(energy, *_laplace(energy))
         self.sampler_ = clone(sampler)
         if self.random_state is not None:
             self.sampler_.set_params(random_state=self.random_state)
         self.sampler_.fit(energy)
         draws = self.sampler_.sample(
-            self.n_posterior_samples, n_steps=self.sampling_steps, random_state=self.random_state
+            self.n_posterior_samples,
+            n_steps=self.sampling_steps,
+            random_state=self.random_state,
+            return_tensor=True,
         )
-        self.posterior_samples_ = np.asarray(draws, dtype=np.float64)
+        if self.precondition == "laplace":
+            draws = self.sampler_.energy_.transform(draws)
+        self.posterior_samples_ = draws.detach().cpu().double().numpy()
         mean = self.posterior_samples_.mean(axis=0)
         self.intercept_ = mean[:1] if self.fit_intercept else np.zeros(1)
         self.coef_ = (mean[1:] if self.fit_intercept else mean)[None, :]

@@ -3,9 +3,11 @@
 Built-in targets (definitions in ``method.md`` §5): :class:`GaussianMixture` (the 9-mode grid
 and the 40-mode GMM), :class:`Funnel`, :class:`ManyWell` (MW54, MW52), :class:`FabManyWell`
 (the 32-D ManyWell), :class:`LGCP` and :class:`LogisticRegressionPosterior`. A user's own
-density is wrapped with :func:`from_log_prob` or :func:`from_energy`.
+density is wrapped with :func:`from_log_prob` or :func:`from_energy`;
+:class:`AffineTransformed` whitens a target by an affine change of variables.
 """
 
+from ._affine import AffineTransformed
 from ._base import Energy, from_energy, from_log_prob
 from ._funnel import Funnel
 from ._gaussian_mixture import GaussianMixture
@@ -15,6 +17,7 @@ from ._many_well import FabManyWell, ManyWell
 
 __all__ = [
     "LGCP",
+    "AffineTransformed",
     "Energy",
     "FabManyWell",
     "Funnel",

@@ -94,3 +94,22 @@ def test_joblib_round_trip_of_a_pipeline_carries_the_version(tmp_path):
     state["_skcds_version"] = "0.0.1"
     with pytest.raises(IncompatibleModelError, match="saved by skcds 0.0.1"):
         BayesianLogisticRegression().__setstate__(state)
+
+
+def test_laplace_whitening_is_exact_and_none_samples_the_raw_posterior():
+    """Both paths sample the same posterior; whitening only changes the coordinates. The
+    whitened energy's mode is the origin (the Laplace mode) and its Hessian there is -I."""
+    import torch
+
+    clf = BayesianLogisticRegression(SAMPLER, n_posterior_samples=200, random_state=0).fit(X, Y)
+    whitened = clf.sampler_.energy_.double()
+    origin = torch.zeros(1, 5, dtype=torch.float64)
+    assert float(whitened._grad_log_prob(origin).abs().max()) < 1e-4
+    hessian = whitened._hessian_log_prob(origin)[0]
+    torch.testing.assert_close(hessian, -torch.eye(5, dtype=torch.float64), atol=1e-4, rtol=0)
+    raw = BayesianLogisticRegression(SAMPLER, precondition="none", n_posterior_samples=200)
+    raw.fit(X, Y)
+    assert type(raw.sampler_.energy_).__name__ == "LogisticRegressionPosterior"
+    assert raw.score(X, Y) >= 0.85
+    with pytest.raises(ValueError, match="'precondition' parameter .* must be one of"):
+        BayesianLogisticRegression(precondition="qr").fit(X, Y)
