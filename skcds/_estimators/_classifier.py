@@ -81,11 +81,12 @@ class BayesianLogisticRegression(ClassifierMixin, BaseEstimator):
     posterior_samples_ : ndarray of shape (n_posterior_samples, n_weights)
         Weight vectors drawn from the fitted sampler (intercept first when
         ``fit_intercept``).
-    coef_ : ndarray of shape (1, n_features_in_)
+    coef_ : ndarray of shape (1, n_features)
         Posterior mean of the feature weights.
     intercept_ : ndarray of shape (1,)
         Posterior mean of the intercept (0 without ``fit_intercept``).
     n_features_in_ : int
+        Number of features seen by ``fit``.
 
     Examples
     --------
@@ -210,6 +211,21 @@ class BayesianLogisticRegression(ClassifierMixin, BaseEstimator):
         logits = torch.from_numpy(self._design(X) @ self.posterior_samples_.T)
         positive = torch.sigmoid(logits).mean(dim=1).numpy()
         return np.column_stack([1.0 - positive, positive])
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Mean accuracy of :meth:`predict` on ``X`` against ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        float
+        """
+        return super().score(X, y, sample_weight=sample_weight)
 
     def predict(self, X) -> np.ndarray:
         """The most probable class under the posterior predictive.
