@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from skcds import energies
 from skcds.energies import (
     LGCP,
+    AffineTransformed,
     Energy,
     GaussianMixture,
     LogisticRegressionPosterior,
@@ -58,6 +59,9 @@ FACTORIES = {
     "LogisticRegressionPosterior": lambda: _small_logistic(1.0),
     "LogisticRegressionPosterior.no_prior": lambda: _small_logistic(None),
     "from_log_prob": lambda: from_log_prob(standard_normal_log_prob, dim=3),
+    "AffineTransformed": lambda: AffineTransformed(
+        _small_logistic(1.0), np.full(5, 0.3), np.tril(np.full((5, 5), 0.1)) + 0.5 * np.eye(5)
+    ),
 }
 # where "reasonable inputs" are centred
 CENTRES = {"LGCP": lambda energy: energy.prior_mean}
