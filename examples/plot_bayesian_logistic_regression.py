@@ -11,7 +11,7 @@ affine-invariant ensemble sampler).
 
 The default sampler (:class:`~skcds.SelfConsistentSampler`, 32 steps, 400 iterations of
 batch 256) trains in under a minute per fit on a laptop CPU; the whole example took 224 s
-on two CPU cores. Raise the sampler's ``max_iter`` for a closer posterior.
+on two CPU cores.
 
 The classifier whitens the posterior with its Laplace approximation before sampling
 (``precondition='laplace'``, the default): the sampler then learns a near-standard Gaussian,
