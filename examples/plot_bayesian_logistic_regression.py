@@ -11,7 +11,8 @@ affine-invariant ensemble sampler).
 
 The default sampler (:class:`~skcds.SelfConsistentSampler`, 32 steps, 400 iterations of
 batch 256) trains in under a minute per fit on a laptop CPU; the whole example took 224 s
-on two CPU cores.
+on two CPU cores. A larger budget is given as a sampler, e.g.
+``BayesianLogisticRegression(SelfConsistentSampler(n_steps=32, max_iter=2000))``.
 
 The classifier whitens the posterior with its Laplace approximation before sampling
 (``precondition='laplace'``, the default): the sampler then learns a near-standard Gaussian,
