@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def _names(text: str) -> list[str]:
@@ -73,8 +74,6 @@ def main(argv=None) -> None:
         print("\n".join(speed_table(result)))
         return
     if args.report_only:
-        from pathlib import Path
-
         from ._report import write_report
 
         results = json.loads((Path(args.out) / "results.json").read_text())
@@ -96,7 +95,7 @@ def main(argv=None) -> None:
         )
     except ValueError as error:
         sys.exit(f"error: {error}")
-    print((__import__("pathlib").Path(args.out) / "table.md").read_text())
+    print((Path(args.out) / "table.md").read_text())
 
 
 if __name__ == "__main__":
