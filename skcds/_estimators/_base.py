@@ -23,11 +23,17 @@ from .._core.training import (
     optimizer_step,
 )
 from .._version import __version__
-from ..exceptions import IncompatibleModelError, InvalidWeightsWarning
+from ..exceptions import (
+    EnergyError,
+    IncompatibleModelError,
+    InvalidWeightsWarning,
+    NonFiniteWarning,
+)
 from . import _validation as v
 
 _SAMPLE_CHUNK = 65_536
 _EMA_WINDOW, _EMA_EVERY = 1500, 5
+_NONFINITE_WINDOW, _NONFINITE_WARN_RATE = 100, 0.1  # warn above 10% over 100 iterations
 _UNPICKLED = ("_captured",)
 EXACT_LOG_DET_MAX_DIM = 256  # log_det='auto' forms d x d Jacobians up to this dimension
 
@@ -107,6 +113,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         if not (self.warm_start and hasattr(self, "n_iter_")):
             self._initialize(energy)
         self._ema_start = self.n_iter_ + max(0, self.max_iter - _EMA_WINDOW)
+        self._nonfinite_warned = False
         self._train(self.max_iter)
         return self
 
@@ -154,6 +161,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
                 record = {"iteration": iteration, "learning_rate": lr, "n_nonfinite": 0}
                 stepped = skipped_any = False
                 for logs, loss, n_nonfinite in self._training_steps(iteration):
+                    self._raise_if_nothing_finite(int(n_nonfinite), iteration)
                     grad_norm, skipped = optimizer_step(loss, params, self._optimizer)
                     stepped, skipped_any = stepped or not skipped, skipped_any or skipped
                     record.update((name, float(term.detach())) for name, term in logs.items())
@@ -168,6 +176,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
                 )
                 self.history_.append(record)
                 self.n_iter_ += 1
+                self._warn_if_often_nonfinite()
                 for callback in self.callbacks or ():
                     callback(self, record)
                 bar.set_postfix(loss=f"{record['loss']:.4g}", refresh=False)
@@ -180,6 +189,36 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             )
         finally:
             bar.close()
+
+    def _raise_if_nothing_finite(self, n_nonfinite: int, iteration: int) -> None:
+        """Stop before an update that no finite sample informs (the model keeps the last
+        completed iteration)."""
+        if n_nonfinite < self.batch_size:
+            return
+        raise EnergyError(
+            f"{type(self).__name__}.fit: all {self.batch_size} trajectories of iteration "
+            f"{iteration} ended with a non-finite log-weight (the energy is -inf, NaN or +inf "
+            "where the sampler goes, or its score is not finite), so there is nothing to learn "
+            f"from. The model keeps its {self.n_iter_} completed iterations. Check the energy "
+            "on the region the prior covers, or rescale the target."
+        )
+
+    def _warn_if_often_nonfinite(self) -> None:
+        """Warn once per fit when over 10% of the last 100 iterations' samples were masked."""
+        recent = self.history_[-_NONFINITE_WINDOW:]
+        if self._nonfinite_warned or len(recent) < 10:
+            return
+        rate = sum(r["n_nonfinite"] for r in recent) / (len(recent) * self.batch_size)
+        if rate > _NONFINITE_WARN_RATE:
+            self._nonfinite_warned = True
+            warnings.warn(
+                f"{type(self).__name__}.fit: {100 * rate:.0f}% of the trajectories of the last "
+                f"{len(recent)} iterations ended with a non-finite log-weight and were left "
+                "out of the loss (counted in history_['n_nonfinite']). Training goes on, but "
+                "the energy is -inf, NaN or +inf on much of the region the sampler visits.",
+                NonFiniteWarning,
+                stacklevel=4,
+            )
 
     def _update_ema(self, iteration: int) -> None:
         due = iteration >= self._ema_start and (iteration - self._ema_start) % _EMA_EVERY == 0

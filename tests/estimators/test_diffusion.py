@@ -236,3 +236,35 @@ def test_pickle_of_unfitted_estimator(tmp_path):
     joblib.dump(DiffusionSampler(**TINY), buffer)
     buffer.seek(0)
     assert joblib.load(buffer).get_params()["n_steps"] == 8
+
+
+def _half_plane_log_prob(x):
+    """A standard normal restricted to x_0 < 0 (zero density, -inf, elsewhere)."""
+    inside = -0.5 * (x**2).sum(-1)
+    return torch.where(x[:, 0] < 0, inside, torch.full_like(inside, -math.inf))
+
+
+def test_frequent_nonfinite_weights_warn_once_and_training_goes_on():
+    from skcds.exceptions import NonFiniteWarning
+
+    energy = from_log_prob(_half_plane_log_prob, dim=2)
+    sampler = DiffusionSampler(n_steps=8, max_iter=12, batch_size=64, random_state=0)
+    with pytest.warns(NonFiniteWarning, match=r"% of the trajectories of the last 10 iterations"):
+        sampler.fit(energy)
+    assert sampler.n_iter_ == 12 and sum(r["n_nonfinite"] for r in sampler.history_) > 0
+    assert all(torch.isfinite(p).all() for p in sampler.control_.parameters())
+
+
+def test_nothing_finite_is_a_clear_error_and_no_update_is_taken():
+    from skcds.exceptions import EnergyError
+
+    point = from_log_prob(  # finite only on a sliver the sampler never hits
+        lambda x: torch.where(
+            x[:, 0].abs() < 1e-9, -0.5 * (x**2).sum(-1), torch.full_like(x[:, 0], -math.inf)
+        ),
+        dim=2,
+    )
+    sampler = DiffusionSampler(n_steps=8, max_iter=5, batch_size=32, random_state=0)
+    with pytest.raises(EnergyError, match="all 32 trajectories of iteration 0 ended with a non-fi"):
+        sampler.fit(point)
+    assert sampler.n_iter_ == 0 and sampler.history_ == []
