@@ -72,6 +72,9 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         "verbose": v.Constraint(int, lambda n: n >= 0, "an int >= 0"),
         "warm_start": v.Constraint(bool, None, "a bool"),
         "dtype": v.DTYPE,
+        "device": v.DEVICE,
+        "random_state": v.RANDOM_STATE,
+        "callbacks": v.CALLBACKS,
     }
 
     # ---------------------------------------------------------------- hooks

@@ -121,3 +121,31 @@ def resolve_dtype(dtype) -> torch.dtype:
 
 
 DTYPE = Constraint(object, options=("float32", "float64", torch.float32, torch.float64))
+
+
+def _is_device(value) -> bool:
+    if value == "auto":
+        return True
+    try:
+        torch.device(value)
+    except (RuntimeError, TypeError):
+        return False
+    return True
+
+
+def _is_seed(value) -> bool:
+    integral = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return (
+        value is None
+        or (integral and 0 <= value < 2**32)
+        or isinstance(value, np.random.RandomState)
+    )
+
+
+def _are_callbacks(value) -> bool:
+    return value is None or (isinstance(value, (list, tuple)) and all(map(callable, value)))
+
+
+DEVICE = Constraint(object, _is_device, "'auto' or a torch device such as 'cpu' or 'cuda:0'")
+RANDOM_STATE = Constraint(object, _is_seed, "None, an int in [0, 2**32) or a RandomState")
+CALLBACKS = Constraint(object, _are_callbacks, "None or a list of callables")

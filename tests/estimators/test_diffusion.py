@@ -163,6 +163,21 @@ def test_not_fitted():
             "The 'max_iter' parameter of DiffusionSampler must be an int >= 1. Got 2.5 instead.",
         ),
         (
+            {"device": "gpu"},
+            "The 'device' parameter of DiffusionSampler must be 'auto' or a torch device such "
+            "as 'cpu' or 'cuda:0'. Got 'gpu' instead.",
+        ),
+        (
+            {"random_state": "seed"},
+            "The 'random_state' parameter of DiffusionSampler must be None, an int in "
+            "[0, 2**32) or a RandomState. Got 'seed' instead.",
+        ),
+        (
+            {"callbacks": [1]},
+            "The 'callbacks' parameter of DiffusionSampler must be None or a list of "
+            "callables. Got [1] instead.",
+        ),
+        (
             {"reference": "pis"},
             "The 'reference' parameter of DiffusionSampler must be one of ['brownian', 'ou', "
             "'vp']. Got 'pis' instead.",
