@@ -9,6 +9,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 __all__ = [
     "ConvergenceWarning",
     "EnergyError",
+    "ImproperDensityWarning",
     "IncompatibleModelError",
     "InvalidWeightsWarning",
     "NonFiniteWarning",
@@ -31,6 +32,11 @@ class IncompatibleModelError(SkcdsError, ValueError):
 
 class NonFiniteWarning(UserWarning):
     """Training met non-finite losses or gradients and skipped the affected updates."""
+
+
+class ImproperDensityWarning(UserWarning):
+    """The energy does not decay far from the origin, so its density may not be normalizable
+    (``Z`` infinite): a sampler cannot converge to it."""
 
 
 class InvalidWeightsWarning(UserWarning):

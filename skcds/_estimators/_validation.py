@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import difflib
 import numbers
+import warnings
 
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
 from ..energies import Energy
-from ..exceptions import EnergyError
+from ..exceptions import EnergyError, ImproperDensityWarning
 
 
 class Constraint:
@@ -81,13 +82,43 @@ def check_energy(energy, owner: str) -> Energy:
 
 
 def probe_energy(energy: Energy, x: torch.Tensor) -> None:
-    """Evaluate ``log_prob`` and the score once on prior samples ``x``; raise on bad output."""
-    energy.log_prob(x)
+    """Evaluate ``log_prob`` and the score once on prior samples ``x``; raise on bad output,
+    and warn if the density obviously does not decay (see :func:`warn_if_improper`)."""
+    near = energy.log_prob(x)
     score = energy._grad_log_prob(x)
     if score.shape != x.shape:
         raise EnergyError(
             f"{type(energy).__name__} score must have shape {tuple(x.shape)}; "
             f"got {tuple(score.shape)}."
+        )
+    warn_if_improper(energy, near)
+
+
+_FAR = 1e3  # radius of the decay check, far beyond any benchmark target's mass
+
+
+def warn_if_improper(energy: Energy, near: torch.Tensor) -> None:
+    """Warn if ``log rho`` is, in most of 16 fixed directions, at least as large at radius
+    1000 as its median near the origin: such a density does not decay and its ``Z`` is
+    probably infinite (a flat or growing log-density, or a sign error: an energy passed as
+    a log-density)."""
+    directions = torch.randn(16, energy.dim, generator=torch.Generator().manual_seed(0))
+    far_points = _FAR * directions / directions.norm(dim=1, keepdim=True)
+    with torch.no_grad():
+        far = energy._log_prob(far_points.to(near))
+    finite_near = near[torch.isfinite(near)]
+    if finite_near.numel() == 0 or torch.isnan(far).any():
+        return  # nothing to compare: no verdict
+    not_decaying = (far >= finite_near.median() - 1.0).float().mean()
+    if not_decaying > 0.5:
+        warnings.warn(
+            f"{type(energy).__name__}.log_prob does not decay: at distance {_FAR:g} from the "
+            f"origin it is at least as large as near it in {int(16 * not_decaying)} of 16 "
+            "directions, so the density is probably not normalizable and no sampler can "
+            "converge to it. Check the sign (from_log_prob wants log rho = -E, from_energy "
+            "wants E) and that the density is proper (e.g. a prior on every parameter).",
+            ImproperDensityWarning,
+            stacklevel=4,
         )
 
 

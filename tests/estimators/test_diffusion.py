@@ -283,3 +283,25 @@ def test_nothing_finite_is_a_clear_error_and_no_update_is_taken():
     with pytest.raises(EnergyError, match="all 32 trajectories of iteration 0 ended with a non-fi"):
         sampler.fit(point)
     assert sampler.n_iter_ == 0 and sampler.history_ == []
+
+
+@pytest.mark.parametrize(
+    "log_prob",
+    [
+        lambda x: x.sum(-1),  # grows: not normalizable
+        lambda x: 0.0 * x.sum(-1),  # flat
+        lambda x: 0.5 * (x**2).sum(-1),  # an energy passed as a log-density (sign error)
+    ],
+    ids=["growing", "flat", "sign-error"],
+)
+def test_an_obviously_improper_density_gets_a_warning(log_prob):
+    from skcds.exceptions import ImproperDensityWarning
+
+    with pytest.warns(ImproperDensityWarning, match="does not decay.*Check the sign"):
+        DiffusionSampler(**TINY, random_state=0).fit(from_log_prob(log_prob, dim=2))
+
+
+def test_proper_densities_get_no_improper_warning():
+    # filterwarnings=error: any warning would fail these fits
+    DiffusionSampler(**TINY, random_state=0).fit(GAUSSIAN)
+    DiffusionSampler(**TINY, random_state=0).fit(GaussianMixture.grid())
