@@ -89,19 +89,15 @@ class Energy(torch.nn.Module):
 
         @functools.wraps(init)
         def recording_init(self, *args, **kw):
-            if not hasattr(self, "_init_depth"):
-                object.__setattr__(self, "_init_depth", 0)
-            if self._init_depth == 0:  # the outermost constructor: the user's call
+            # record only the call the user made: the class's own (possibly inherited)
+            # constructor, not a parent's reached through super().__init__
+            users_call = type(self).__init__ is recording_init
+            if users_call:
                 bound = signature.bind(self, *args, **kw)
                 bound.apply_defaults()
-                params = dict(list(bound.arguments.items())[1:])
-            object.__setattr__(self, "_init_depth", self._init_depth + 1)
-            try:
-                init(self, *args, **kw)
-            finally:
-                object.__setattr__(self, "_init_depth", self._init_depth - 1)
-            if self._init_depth == 0:
-                object.__setattr__(self, "_init_params", params)
+            init(self, *args, **kw)
+            if users_call:  # after a successful construction only
+                object.__setattr__(self, "_init_params", dict(list(bound.arguments.items())[1:]))
 
         cls.__init__ = recording_init
 
