@@ -71,8 +71,6 @@ def _encode(value):
         return {"kind": "ndarray_list", "data": _encode(value.tolist()), "dtype": value.dtype.str}
     if isinstance(value, (torch.device, torch.dtype)):
         return {"kind": type(value).__name__, "value": str(value)}
-    if isinstance(value, torch.Generator):
-        return {"kind": "generator", "device": value.device.type, "state": value.get_state()}
     if isinstance(value, Energy):
         return _encode_energy(value)
     if type(value).__name__ in _NETWORKS and type(value) is _NETWORKS[type(value).__name__]:
@@ -104,7 +102,7 @@ def _encode_estimator(estimator) -> dict:
     params = estimator.get_params(deep=False)
     if params.get("callbacks"):
         raise TypeError("skcds.save cannot store 'callbacks' (code); set callbacks=None first.")
-    state = estimator.__getstate__() if hasattr(estimator, "__getstate__") else vars(estimator)
+    state = estimator.__getstate__()  # every skcds estimator's carries the skcds version
     state = {k: v for k, v in state.items() if k not in params}
     return {
         "kind": "estimator",
@@ -198,11 +196,6 @@ class _Decoder:
     def _dtype(self, value):
         return getattr(torch, value["value"].removeprefix("torch."))
 
-    def _generator(self, value):
-        generator = torch.Generator()  # a CPU generator: states do not move between devices
-        generator.set_state(value["state"])
-        return generator
-
     def _energy(self, value):
         if value["class"] is None:
             if self.energy is None:
@@ -232,10 +225,7 @@ class _Decoder:
         state = self(value["state"])
         if "energy_" in state and "_dtype" in state:  # a rebuilt energy in the model's dtype
             state["energy_"] = state["energy_"].to(dtype=state["_dtype"])
-        if hasattr(cls, "__setstate__") and "_skcds_version" in state:
-            estimator.__setstate__({**vars(estimator), **state})
-        else:
-            vars(estimator).update(state)
+        estimator.__setstate__({**vars(estimator), **state})  # checks the saved version
         return estimator
 
 
