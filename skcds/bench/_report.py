@@ -35,8 +35,7 @@ def _weights(row: dict, metric: str) -> str:
     return text + " †" if row["weights"] == "folds" else text
 
 
-def _target_table(name: str, res: dict, budget: dict, n_timing: int) -> list[str]:
-    b = budget
+def _target_table(res: dict, b: dict) -> list[str]:
     lines = [
         f"### {res['title']}",
         "",
@@ -57,7 +56,7 @@ def _target_table(name: str, res: dict, budget: dict, n_timing: int) -> list[str
     header = ["method", "steps", "NFE"]
     header += ["paper Sinkhorn (paper)", "converged Sinkhorn", "W1"] if exact else []
     header += ["ESS (paper)", "abs Δlog Z (paper)", "ELBO (paper)", "train s"]
-    header.append(f"sample {n_timing:,} s")
+    header.append(f"sample {b['n_timing']:,} s")
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in res["rows"]:
         cells = [LABELS[row["method"]], str(row["steps"]), str(row["nfe"])]
@@ -94,8 +93,7 @@ def _table(results: dict) -> list[str]:
         "",
     ]
     for name, res in results["targets"].items():
-        n_timing = results["budgets"][name]["n_timing"]
-        lines += _target_table(name, res, results["budgets"][name], n_timing)
+        lines += _target_table(res, results["budgets"][name])
     for name, reason in results.get("skipped", {}).items():
         lines += [f"### {name}: skipped", "", reason, ""]
     return lines

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
 from .._estimators._validation import resolve_device
 from .._version import __version__
-from ._run import _synchronize, device_name
+from ._run import _sampling_seconds, device_name
 from ._targets import TARGETS
 
 __all__ = ["run_speed"]
@@ -32,15 +31,8 @@ def _seconds_per_iteration(model, warmup: int) -> float:
 
 def _samples_per_second(model, n_steps: int, n_samples: int) -> float:
     """Best of three timings for one-step sampling (milliseconds, noisy), one otherwise."""
-    model.sample(min(n_samples, 1000), n_steps=n_steps, random_state=0)  # warm-up
-    best = float("inf")
-    for _ in range(3 if n_steps == 1 else 1):
-        _synchronize(model.device_)
-        start = time.perf_counter()
-        model.sample(n_samples, n_steps=n_steps, random_state=0, return_tensor=True)
-        _synchronize(model.device_)
-        best = min(best, time.perf_counter() - start)
-    return n_samples / best
+    repeats = 3 if n_steps == 1 else 1
+    return n_samples / min(_sampling_seconds(model, n_steps, n_samples) for _ in range(repeats))
 
 
 def run_speed(
