@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from functools import partial
 from pathlib import Path
@@ -27,16 +26,11 @@ import torch
 
 from skcds import DiffusionSampler
 from skcds.bench import TARGETS as BENCH_TARGETS
+from skcds.bench._run import device_name as _device_name
 
 TARGETS = {name: partial(BENCH_TARGETS[name].build, None) for name in ("gmm9", "mw54")}
 PAPER = {name: BENCH_TARGETS[name].paper[("dis", 128)] for name in TARGETS}  # Table 1
 N_METRIC, N_WEIGHTS = 6000, 100_000
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or 'cpu'} ({torch.get_num_threads()} threads)"
 
 
 def _abort_if_diverging(sampler, record) -> None:

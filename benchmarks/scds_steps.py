@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import time
 import warnings
@@ -30,6 +29,7 @@ import torch
 
 from skcds import SelfConsistentSampler
 from skcds.bench import TARGETS as BENCH_TARGETS
+from skcds.bench._run import device_name as _device_name
 from skcds.exceptions import InvalidWeightsWarning
 
 TARGETS = {  # the benchmark harness's targets with exact samples
@@ -45,12 +45,6 @@ def paper_one_step(method: str, target: str) -> tuple[float, float, float]:
 
 PAPER_SCDS_1 = {name: paper_one_step("scds", name) for name in TARGETS}
 N_METRIC, N_TIMING = 6000, 100_000
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or 'cpu'} ({torch.get_num_threads()} threads)"
 
 
 def _timed(fn) -> float:
