@@ -14,6 +14,7 @@ from .._core.flow import euler_flow, heun_flow
 from .._core.grids import uniform_grid
 from .._core.logdet import map_log_abs_det
 from .._core.networks import ConsistencyNet
+from .._core.reference import REFERENCES
 from .._core.training import EMA
 from . import _validation as v
 from ._base import _BaseSampler
@@ -217,7 +218,8 @@ class ConsistentDistiller(_BaseSampler):
                 "ConsistentDistiller's 'teacher' must be a DiffusionSampler (fitted or not); "
                 f"got {type(self.teacher).__name__}."
             )
-        if self.teacher.reference != "vp":
+        process = REFERENCES.get(self.teacher.reference)
+        if process is None or not process.has_flow:
             raise ValueError(
                 "ConsistentDistiller distils the probability-flow ODE of DIS: the teacher's "
                 f"'reference' must be 'vp'; got {self.teacher.reference!r}."
