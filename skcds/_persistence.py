@@ -98,8 +98,10 @@ def _encode_energy(energy) -> dict:
     return {"kind": "energy", "class": name, "params": _encode(energy.get_params())}
 
 
-def _encode_estimator(estimator) -> dict:
+def _encode_estimator(estimator, *, drop_callbacks: bool = False) -> dict:
     params = estimator.get_params(deep=False)
+    if drop_callbacks and "callbacks" in params:
+        params["callbacks"] = None
     if params.get("callbacks"):
         raise TypeError("skcds.save cannot store 'callbacks' (code); set callbacks=None first.")
     state = estimator.__getstate__()  # every skcds estimator's carries the skcds version
@@ -119,7 +121,8 @@ def save(estimator, path) -> None:
     estimator from allow-listed skcds classes, so loading a file never runs code from it.
     Fitted and unfitted estimators, nested ones (a distiller's teacher, a classifier's
     sampler) and built-in energies are stored; a user-defined energy (a Python function)
-    cannot be, and is given back to :func:`load` instead.
+    cannot be, and is given back to :func:`load` instead. The file is written under a
+    temporary name and then renamed, so an interrupted save never truncates an earlier file.
 
     Parameters
     ----------
@@ -147,6 +150,13 @@ def save(estimator, path) -> None:
     >>> skcds.load(path).sample(2, random_state=0).shape
     (2, 2)
     """
+    write_model(estimator, path)
+
+
+def write_model(estimator, path, *, drop_callbacks: bool = False) -> None:
+    """:func:`save`, optionally storing ``callbacks=None`` in place of the callbacks (for
+    checkpoints written by a callback). The file is written beside ``path`` and renamed
+    over it, so an interrupted write never leaves a truncated model at ``path``."""
     if type(estimator).__name__ not in _estimators():
         raise TypeError(
             f"skcds.save stores skcds estimators ({sorted(_estimators())}); got "
@@ -156,9 +166,16 @@ def save(estimator, path) -> None:
         "format": _FORMAT,
         "format_version": _FORMAT_VERSION,
         "skcds_version": __version__,
-        "estimator": _encode_estimator(estimator),
+        "estimator": _encode_estimator(estimator, drop_callbacks=drop_callbacks),
     }
-    torch.save(payload, os.fspath(path))
+    path = os.fspath(path)
+    partial = f"{path}.partial"
+    try:
+        torch.save(payload, partial)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
 
 
 # ---------------------------------------------------------------- decoding

@@ -5,6 +5,8 @@ Subclasses fill small hooks; no sampler mathematics lives here."""
 from __future__ import annotations
 
 import copy
+import signal
+import threading
 import time
 import warnings
 
@@ -47,6 +49,27 @@ def _map_tensors(obj, fn):
     if isinstance(obj, (list, tuple)):
         return type(obj)(_map_tensors(val, fn) for val in obj)
     return obj
+
+
+class _deferred_interrupt:
+    """Within the block, a first SIGINT only sets ``requested``; a second one raises
+    ``KeyboardInterrupt`` at once. Signal handlers can be set in the main thread only:
+    elsewhere the block changes nothing."""
+
+    def __enter__(self):
+        self.requested, self._previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc_info) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def check_saved_version(owner: str, version: str | None) -> None:
@@ -102,19 +125,29 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         Parameters
         ----------
         energy : Energy, optional
-            Target density; defaults to the ``energy`` parameter.
+            Target density; defaults to the ``energy`` parameter. With ``warm_start=True``
+            on a fitted sampler, none at all continues on the fitted ``energy_``.
         y : None
             Ignored; present for scikit-learn API consistency.
 
         Returns
         -------
         self
+
+        Notes
+        -----
+        Ctrl-C stops training at the end of the running iteration, with a warning; the model
+        keeps every completed iteration and ``warm_start=True`` continues from there. A
+        second Ctrl-C stops at once.
         """
         v.validate_params(self, self._parameter_constraints)
         owner = type(self).__name__
-        energy = v.check_energy(energy if energy is not None else self.energy, owner)
-        if not (self.warm_start and hasattr(self, "n_iter_")):
-            self._initialize(energy)
+        energy = energy if energy is not None else self.energy
+        if self.warm_start and hasattr(self, "n_iter_"):
+            if energy is not None:
+                self._replace_energy(v.check_energy(energy, owner))
+        else:
+            self._initialize(v.check_energy(energy, owner))
         self._ema_start = self.n_iter_ + max(0, self.max_iter - _EMA_WINDOW)
         self._nonfinite_warned = False
         self._train(self.max_iter)
@@ -137,6 +170,19 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         self._ema, self._captured = None, {}
         self.history_, self.n_iter_ = [], 0
 
+    def _replace_energy(self, energy) -> None:
+        """A warm start on ``energy``: same dimension, checked on a probe batch of its own
+        (the training generator's draws stay those of an uninterrupted run)."""
+        if energy.dim != self.n_features_in_:
+            raise ValueError(
+                f"{type(self).__name__} was fitted on {self.n_features_in_} dimensions; a warm "
+                f"start cannot continue on an energy of {energy.dim}."
+            )
+        self.energy_ = copy.deepcopy(energy).to(device=self.device_, dtype=self._dtype)
+        probe_generator = torch.Generator(device=self.device_).manual_seed(0)
+        v.probe_energy(self.energy_, self._prior(16, probe_generator))
+        self._captured = {}
+
     def _make_reference(self):
         return get_reference(self.reference)
 
@@ -150,40 +196,27 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         )
 
     def _train(self, n_iter: int) -> None:
-        """The training loop: the optimiser steps of :meth:`_training_steps`, then one
-        learning-rate step, one EMA update and one ``history_`` row per iteration."""
-        params = list(self.control_.parameters())
-        elapsed0 = self.history_[-1]["elapsed"] if self.history_ else 0.0
-        start = time.perf_counter()
+        """The training loop: ``n_iter`` times :meth:`_iteration` and the callbacks.
+
+        Ctrl-C (SIGINT) is deferred to the end of the running iteration, so an interrupted
+        fit keeps a consistent model: parameters, optimiser, schedule, EMA and ``history_``
+        all at the last completed iteration. A second Ctrl-C interrupts at once, without
+        that guarantee (for a fit stuck in a user's energy).
+        """
+        # the clock reading at which `elapsed` (seconds of training, all fits) was zero
+        origin = time.perf_counter() - (self.history_[-1]["elapsed"] if self.history_ else 0.0)
         bar = tqdm(total=n_iter, disable=self.verbose < 1, desc=type(self).__name__)
         try:
-            for _ in range(n_iter):
-                iteration = self.n_iter_
-                apply_clip_schedule(self.control_, iteration)
-                lr = self._optimizer.param_groups[0]["lr"]
-                record = {"iteration": iteration, "learning_rate": lr, "n_nonfinite": 0}
-                stepped = skipped_any = False
-                for logs, loss, n_nonfinite in self._training_steps(iteration):
-                    self._raise_if_nothing_finite(int(n_nonfinite), iteration)
-                    grad_norm, skipped = optimizer_step(loss, params, self._optimizer)
-                    stepped, skipped_any = stepped or not skipped, skipped_any or skipped
-                    record.update((name, float(term.detach())) for name, term in logs.items())
-                    record["n_nonfinite"] += int(n_nonfinite)
-                if stepped:
-                    self._scheduler.step()
-                self._update_ema(iteration)
-                record.update(
-                    grad_norm=grad_norm,
-                    skipped=skipped_any,
-                    elapsed=elapsed0 + time.perf_counter() - start,
-                )
-                self.history_.append(record)
-                self.n_iter_ += 1
-                self._warn_if_often_nonfinite()
-                for callback in self.callbacks or ():
-                    callback(self, record)
-                bar.set_postfix(loss=f"{record['loss']:.4g}", refresh=False)
-                bar.update()
+            with _deferred_interrupt() as interrupt:
+                for _ in range(n_iter):
+                    record = self._iteration(origin)
+                    self._warn_if_often_nonfinite()
+                    for callback in self.callbacks or ():
+                        callback(self, record)
+                    bar.set_postfix(loss=f"{record['loss']:.4g}", refresh=False)
+                    bar.update()
+                    if interrupt.requested:
+                        raise KeyboardInterrupt
         except KeyboardInterrupt:
             warnings.warn(
                 f"{type(self).__name__}.fit interrupted by the user after {self.n_iter_} "
@@ -192,6 +225,30 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             )
         finally:
             bar.close()
+
+    def _iteration(self, origin: float) -> dict:
+        """One training iteration: the optimiser steps of :meth:`_training_steps`, one
+        learning-rate step, one EMA update and one ``history_`` row; returns the row."""
+        params = list(self.control_.parameters())
+        iteration = self.n_iter_
+        apply_clip_schedule(self.control_, iteration)
+        lr = self._optimizer.param_groups[0]["lr"]
+        record = {"iteration": iteration, "learning_rate": lr, "n_nonfinite": 0}
+        stepped = skipped_any = False
+        for logs, loss, n_nonfinite in self._training_steps(iteration):
+            self._raise_if_nothing_finite(int(n_nonfinite), iteration)
+            grad_norm, skipped = optimizer_step(loss, params, self._optimizer)
+            stepped, skipped_any = stepped or not skipped, skipped_any or skipped
+            record.update((name, float(term.detach())) for name, term in logs.items())
+            record["n_nonfinite"] += int(n_nonfinite)
+        if stepped:
+            self._scheduler.step()
+        self._update_ema(iteration)
+        elapsed = time.perf_counter() - origin
+        record.update(grad_norm=grad_norm, skipped=skipped_any, elapsed=elapsed)
+        self.history_.append(record)
+        self.n_iter_ += 1
+        return record
 
     def _raise_if_nothing_finite(self, n_nonfinite: int, iteration: int) -> None:
         """Stop before an update that no finite sample informs (the model keeps the last
@@ -224,7 +281,9 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             )
 
     def _update_ema(self, iteration: int) -> None:
-        due = iteration >= self._ema_start and (iteration - self._ema_start) % _EMA_EVERY == 0
+        # every 5th iteration counted from 0, not from the start of the window, so a run
+        # resumed from a checkpoint updates the EMA at the same iterations as one without
+        due = iteration >= self._ema_start and iteration % _EMA_EVERY == 0
         if not due:
             return
         if self._ema is None:

@@ -80,7 +80,8 @@ class ConsistentDistiller(_BaseSampler):
     warm_start : bool, default=False
         Continue training the fitted student for ``max_iter`` more iterations.
     callbacks : list of callable, default=None
-        Each is called as ``callback(estimator, record)`` after every iteration.
+        Each is called as ``callback(estimator, record)`` after every iteration, e.g.
+        :class:`skcds.callbacks.Checkpoint` to save the model periodically.
 
     Attributes
     ----------
@@ -186,18 +187,26 @@ class ConsistentDistiller(_BaseSampler):
         ----------
         energy : Energy, optional
             Target density; defaults to the ``energy`` parameter, then to the fitted
-            teacher's energy.
+            teacher's energy. With ``warm_start=True`` on a fitted distiller, none at all
+            continues on the fitted ``energy_``.
         y : None
             Ignored; present for scikit-learn API consistency.
 
         Returns
         -------
         self
+
+        Notes
+        -----
+        Ctrl-C stops training at the end of the running iteration, with a warning; the model
+        keeps every completed iteration and ``warm_start=True`` continues from there. A
+        second Ctrl-C stops at once.
         """
         v.validate_params(self, self._parameter_constraints)
         energy = energy if energy is not None else self.energy
-        if not (self.warm_start and hasattr(self, "n_iter_")):
-            self.teacher_ = self._fitted_teacher(energy)
+        if self.warm_start and hasattr(self, "n_iter_"):
+            return super().fit(energy)  # None: continue on the fitted energy_
+        self.teacher_ = self._fitted_teacher(energy)
         energy = energy if energy is not None else self.teacher_.energy_
         if energy.dim != self.teacher_.n_features_in_:
             raise ValueError(

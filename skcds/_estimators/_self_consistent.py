@@ -75,7 +75,8 @@ class SelfConsistentSampler(DiffusionSampler):
     warm_start : bool, default=False
         Continue training the fitted model for ``max_iter`` more iterations.
     callbacks : list of callable, default=None
-        Each is called as ``callback(estimator, record)`` after every iteration.
+        Each is called as ``callback(estimator, record)`` after every iteration, e.g.
+        :class:`skcds.callbacks.Checkpoint` to save the model periodically.
 
     Attributes
     ----------
