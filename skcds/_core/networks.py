@@ -2,7 +2,8 @@
 
 ``u(t, x[, d]) = clip_m(MLP(t, x[, d])) + sigma(t) clip_m(s(t)) clip_s(lerp(t, x))`` where
 ``lerp = (1 - t/T) grad log p_prior(x) + (t/T) grad log rho(x)`` (``langevin='lerp'``, DIS) or
-``u = clip_m(MLP) + clip_m(s(t)) clip_s(grad log rho(x))`` (``langevin='score'``, PIS/DDS).
+``u = clip_m(MLP) + clip_m(s(t)) clip_s(grad log rho(x))`` (``langevin='score'``, PIS/DDS), or
+``u = clip_m(MLP)`` alone (``langevin='none'``: no target score, for gradient-free energies).
 Time-only parts (the time embedding and ``s(t)``) are computed once per time point and
 broadcast over the batch; that is what makes the batched training pass cheap.
 
@@ -87,9 +88,9 @@ class ControlNet(nn.Module):
         Dimension of the state.
     width : int, default=64
         Width of the MLP and of the time embeddings.
-    langevin : {'lerp', 'score'}, default='lerp'
-        Langevin-style term: interpolation of prior and target scores (DIS) or the target score
-        alone (PIS/DDS).
+    langevin : {'lerp', 'score', 'none'}, default='lerp'
+        Langevin-style term: interpolation of prior and target scores (DIS), the target score
+        alone (PIS/DDS), or none (the control never reads the target score).
     step_conditioned : bool, default=False
         Add an embedding of the step size ``d`` to the MLP input (SCDS).
     terminal_time : float, default=1.0
@@ -130,6 +131,11 @@ class ControlNet(nn.Module):
             self.scale_net.layers[-1].weight.zero_()
             self.scale_net.layers[-1].bias.fill_(1.0 if langevin == "lerp" else 0.01)
 
+    @property
+    def uses_score(self) -> bool:
+        """Whether the control reads the target score (its Langevin-style term)."""
+        return self.langevin != "none"
+
     def config(self) -> dict:
         """The constructor's arguments (weights excluded), to rebuild the architecture."""
         return {
@@ -159,6 +165,8 @@ class ControlNet(nn.Module):
     def control(self, features: TimeFeatures, x: Tensor, score: Tensor) -> Tensor:
         """``u`` for states ``x`` of shape ``(m, n, d)`` (or ``(n, d)`` with ``m = 1``)."""
         out = _trunk(self, features.embedding, x).clamp(-self.clip_model, self.clip_model)
+        if self.langevin == "none":
+            return out
         if self.langevin == "lerp":
             w = features.lerp_weight
             guide = ((1 - w) * -x + w * score).clamp(-self.clip_score, self.clip_score)

@@ -5,6 +5,7 @@ Subclasses fill small hooks; no sampler mathematics lives here."""
 from __future__ import annotations
 
 import copy
+import inspect
 import signal
 import threading
 import time
@@ -25,6 +26,7 @@ from .._core.training import (
     optimizer_step,
 )
 from .._version import __version__
+from ..energies._base import without_score
 from ..exceptions import (
     EnergyError,
     IncompatibleModelError,
@@ -160,8 +162,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         init_generator = torch.Generator().manual_seed(int(self._generator.initial_seed()) + 1)
         self.energy_ = copy.deepcopy(energy).to(device=self.device_, dtype=self._dtype)
         self.reference_ = self._make_reference()
-        probe = self._prior(16)
-        v.probe_energy(self.energy_, probe)
+        v.probe_energy(self.energy_, self._prior(16), score=self._reads_score())
         self.n_features_in_ = energy.dim
         module = self._build(energy.dim, init_generator)
         self.control_ = module.to(device=self.device_, dtype=self._dtype)
@@ -180,11 +181,20 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             )
         self.energy_ = copy.deepcopy(energy).to(device=self.device_, dtype=self._dtype)
         probe_generator = torch.Generator(device=self.device_).manual_seed(0)
-        v.probe_energy(self.energy_, self._prior(16, probe_generator))
+        v.probe_energy(self.energy_, self._prior(16, probe_generator), self._reads_score())
         self._captured = {}
 
     def _make_reference(self):
         return get_reference(self.reference)
+
+    def _reads_score(self) -> bool:
+        """Whether the dynamics read the target score (the control's Langevin term)."""
+        return True
+
+    @property
+    def _dynamics_energy(self):
+        """``energy_`` as the dynamics see it: without its score if they never read it."""
+        return self.energy_ if self._reads_score() else without_score(self.energy_)
 
     def _prior(self, n: int, generator=None):
         return self.reference_.prior_sample(
@@ -454,8 +464,15 @@ class _BaseSampler(DensityMixin, BaseEstimator):
     def __setstate__(self, state):
         check_saved_version(type(self).__name__, state.pop("_skcds_version", None))
         self.__dict__.update(state)
+        for name, default in self._get_param_defaults().items():
+            self.__dict__.setdefault(name, default)  # parameters added since it was saved
         if "_optimizer" in state:
             self._restore_fitted_state()
+
+    @classmethod
+    def _get_param_defaults(cls) -> dict:
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return {p.name: p.default for p in parameters if p.default is not p.empty}
 
     def _restore_fitted_state(self) -> None:
         if self.device_.type == "cuda" and not torch.cuda.is_available():

@@ -54,6 +54,14 @@ class DiffusionSampler(_BaseSampler):
         PIS and DDS with the log-variance loss, the paper says KL: both work.
     width : int, default=64
         Width of the control network.
+    langevin : bool, default=True
+        Give the control its Langevin-style term, which reads the target score
+        ``grad log rho`` at every step. ``False`` drops it: the control is the network
+        alone, the target is evaluated only at the end of each path (once per trajectory
+        with the log-variance loss) and never differentiated, and ``method='ode'`` weights
+        need no Hessian. For energies without a gradient, or whose gradient is expensive
+        (a numpy log-density differentiated by finite differences costs ``2 * dim`` calls
+        per step); training needs more iterations for the same quality.
     execution : {'auto', 'eager', 'cuda_graph'}, default='auto'
         How the training rollout runs: ``'cuda_graph'`` captures the ``N``-step loop in one
         CUDA graph (CUDA only, log-variance loss only); ``'auto'`` uses it when possible and
@@ -118,6 +126,7 @@ class DiffusionSampler(_BaseSampler):
         "loss": v.one_of("log_variance", "kl"),
         "reference": v.one_of("vp", "ou", "brownian"),
         "width": v.positive_int(),
+        "langevin": v.Constraint(bool, None, "a bool"),
         "execution": v.one_of("auto", "eager", "cuda_graph"),
     }
 
@@ -132,6 +141,7 @@ class DiffusionSampler(_BaseSampler):
         loss: str = "log_variance",
         reference: str = "vp",
         width: int = 64,
+        langevin: bool = True,
         execution: str = "auto",
         device="auto",
         dtype="float32",
@@ -148,6 +158,7 @@ class DiffusionSampler(_BaseSampler):
         self.loss = loss
         self.reference = reference
         self.width = width
+        self.langevin = langevin
         self.execution = execution
         self.device = device
         self.dtype = dtype
@@ -160,10 +171,13 @@ class DiffusionSampler(_BaseSampler):
         return ControlNet(
             dim,
             width=self.width,
-            langevin=self.reference_.langevin,
+            langevin=self.reference_.langevin if self.langevin else "none",
             terminal_time=self.reference_.terminal_time,
             generator=generator,
         )
+
+    def _reads_score(self) -> bool:
+        return self.langevin
 
     def _grid(self, n_steps: int) -> torch.Tensor:
         return uniform_grid(
@@ -190,7 +204,7 @@ class DiffusionSampler(_BaseSampler):
 
     def _detached_rollout(self, times, x0, noise, step):
         """The no-grad training rollout: replayed from a CUDA graph when enabled."""
-        args = (self.control_, self.reference_, self.energy_, times)
+        args = (self.control_, self.reference_, self._dynamics_energy, times)
         if not self._use_graph():
             return euler_maruyama(*args, x0, noise, step)
         key = ("sde", *x0.shape, times.shape[0])
@@ -215,7 +229,7 @@ class DiffusionSampler(_BaseSampler):
             roll = euler_maruyama(
                 self.control_,
                 self.reference_,
-                self.energy_,
+                self._dynamics_energy,
                 times,
                 x0,
                 step=step,
@@ -251,7 +265,7 @@ class DiffusionSampler(_BaseSampler):
         log_det = self._log_det_method(log_det)
         times, step = self._grid(n_steps), self._step_conditioning(n_steps)
         x0 = self._prior(n, generator)
-        args = (self._sampling_control, self.reference_, self.energy_, times, x0)
+        args = (self._sampling_control, self.reference_, self._dynamics_energy, times, x0)
         if method == "ode":
             if not log_weights:
                 return euler_flow(*args, step), None

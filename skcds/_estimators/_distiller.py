@@ -245,6 +245,9 @@ class ConsistentDistiller(_BaseSampler):
     def _make_reference(self):
         return self.teacher_.reference_
 
+    def _reads_score(self) -> bool:
+        return self.teacher_._reads_score()  # the teacher's flow is the only dynamics
+
     def _build(self, dim: int, generator: torch.Generator) -> ConsistencyNet:
         return ConsistencyNet.from_control(self.teacher_._sampling_control)
 
@@ -270,7 +273,7 @@ class ConsistentDistiller(_BaseSampler):
         times = self._teacher_times[begin : end + 1]
         step = self.teacher_._step_conditioning(self.teacher_.n_steps)
         step = None if step is None else step.to(self.device_, self._dtype)
-        return flow(self._teacher_control, self.reference_, self.energy_, times, x, step)
+        return flow(self._teacher_control, self.reference_, self._dynamics_energy, times, x, step)
 
     def _training_steps(self, iteration: int):
         n = len(self._coarse) - 1

@@ -62,6 +62,10 @@ class SelfConsistentSampler(DiffusionSampler):
         Reference (noising) process.
     width : int, default=64
         Width of the control network.
+    langevin : bool, default=True
+        Give the control its Langevin-style term (the target score at every step);
+        ``False`` drops it, for energies without a (cheap) gradient, as in
+        :class:`DiffusionSampler`.
     execution : {'auto', 'eager', 'cuda_graph'}, default='auto'
         How the training SDE rollout runs, as in :class:`DiffusionSampler`.
     device : str or torch.device, default='auto'
@@ -141,6 +145,7 @@ class SelfConsistentSampler(DiffusionSampler):
         loss: str = "log_variance",
         reference: str = "vp",
         width: int = 64,
+        langevin: bool = True,
         execution: str = "auto",
         device="auto",
         dtype="float32",
@@ -158,6 +163,7 @@ class SelfConsistentSampler(DiffusionSampler):
             loss=loss,
             reference=reference,
             width=width,
+            langevin=langevin,
             execution=execution,
             device=device,
             dtype=dtype,
@@ -173,7 +179,7 @@ class SelfConsistentSampler(DiffusionSampler):
         return ControlNet(
             dim,
             width=self.width,
-            langevin="lerp",
+            langevin="lerp" if self.langevin else "none",
             step_conditioned=True,
             terminal_time=self.reference_.terminal_time,
             generator=generator,
@@ -187,7 +193,7 @@ class SelfConsistentSampler(DiffusionSampler):
         starts, lengths = sample_jumps(
             self.n_steps, self.batch_size, generator=self._generator, device=self.device_
         )
-        args = (self.control_, self.reference_, self.energy_, self._grid(self.n_steps))
+        args = (self.control_, self.reference_, self._dynamics_energy, self._grid(self.n_steps))
         loss = self_consistency_loss(*args, roll.xs.detach(), roll.scores.detach(), starts, lengths)
         return self.consistency_weight * loss / self.n_features_in_
 

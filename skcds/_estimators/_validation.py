@@ -81,17 +81,31 @@ def check_energy(energy, owner: str) -> Energy:
     return energy
 
 
-def probe_energy(energy: Energy, x: torch.Tensor) -> None:
-    """Evaluate ``log_prob`` and the score once on prior samples ``x``; raise on bad output,
-    and warn if the density obviously does not decay (see :func:`warn_if_improper`)."""
+def probe_energy(energy: Energy, x: torch.Tensor, score: bool = True) -> None:
+    """Evaluate ``log_prob`` (and the score, if ``score``) once on prior samples ``x``; raise
+    on bad output, and warn if the density obviously does not decay (see
+    :func:`warn_if_improper`)."""
     near = energy.log_prob(x)
-    score = energy._grad_log_prob(x)
+    if score:
+        _probe_score(energy, x)
+    warn_if_improper(energy, near)
+
+
+def _probe_score(energy: Energy, x: torch.Tensor) -> None:
+    try:
+        score = energy._grad_log_prob(x)
+    except RuntimeError as error:  # e.g. a log-density torch cannot differentiate
+        raise EnergyError(
+            f"The score (gradient of log_prob) of {type(energy).__name__} could not be "
+            f"computed: {error}. Make log_prob differentiable by torch, wrap a numpy "
+            "function with backend='numpy' (finite differences), or fit with langevin=False "
+            "(the sampler then never needs the score)."
+        ) from error
     if score.shape != x.shape:
         raise EnergyError(
             f"{type(energy).__name__} score must have shape {tuple(x.shape)}; "
             f"got {tuple(score.shape)}."
         )
-    warn_if_improper(energy, near)
 
 
 _FAR = 1e3  # radius of the decay check, far beyond any benchmark target's mass

@@ -308,6 +308,30 @@ class _NumpyLogProb(_CallableLogProb):
         return self._finite_difference_grad(x)
 
 
+class _WithoutScore(Energy):
+    """``energy`` seen by a control without a Langevin term: the same ``log_prob``, and a
+    score that is the zero function of ``x`` (differentiable, zero Hessian), so the
+    dynamics never evaluate, nor differentiate, the target between the ends of a path."""
+
+    def __init__(self, energy: Energy) -> None:
+        super().__init__()
+        self.target, self.dim = energy, energy.dim
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        return self.target._log_prob(x)
+
+    def _grad_log_prob(self, x: Tensor) -> Tensor:
+        return x * 0.0 if x.requires_grad else torch.zeros_like(x)
+
+    def _hessian_log_prob(self, x: Tensor) -> Tensor:
+        return x.new_zeros(x.shape[0], self.dim, self.dim)
+
+
+def without_score(energy: Energy) -> Energy:
+    """``energy`` for dynamics that do not read the target score (see :class:`_WithoutScore`)."""
+    return _WithoutScore(energy)
+
+
 def _wrap(fn: Callable, dim: int, sign: float, backend: str) -> Energy:
     if backend == "torch":
         return _CallableLogProb(fn, dim, sign)
