@@ -7,13 +7,22 @@ import pytest
 
 import skcds
 import skcds.bench
+import skcds.callbacks
 import skcds.datasets
 import skcds.energies
 import skcds.exceptions
 import skcds.metrics
 
 API = Path(__file__).parents[1] / "docs" / "api.rst"
-MODULES = [skcds, skcds.energies, skcds.metrics, skcds.datasets, skcds.exceptions, skcds.bench]
+MODULES = [
+    skcds,
+    skcds.callbacks,
+    skcds.energies,
+    skcds.metrics,
+    skcds.datasets,
+    skcds.exceptions,
+    skcds.bench,
+]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
