@@ -37,6 +37,27 @@ def sample_jumps(n_steps: int, batch: int, *, generator, device) -> tuple[Tensor
     return starts, lengths
 
 
+def _finite_rows(*tensors: Tensor) -> Tensor:
+    """``(n,)`` mask of the rows finite in every ``(n, d)`` tensor."""
+    keep = torch.isfinite(tensors[0]).all(-1)
+    for tensor in tensors[1:]:
+        keep = keep & torch.isfinite(tensor).all(-1)
+    return keep
+
+
+def _zero_rows(x: Tensor, keep: Tensor) -> Tensor:
+    """``x`` with the rows outside ``keep`` set to zero: a masked row must meet the network
+    with finite inputs, or ``0 * nan`` poisons every parameter's gradient."""
+    return torch.where(keep[:, None], x, torch.zeros_like(x))
+
+
+def _masked_mean(per_row: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean of ``per_row`` over ``keep`` and the number of rows left out."""
+    kept = keep.sum()
+    value = torch.where(keep, per_row, torch.zeros_like(per_row)).sum()
+    return value / kept.clamp(min=1).to(per_row.dtype), keep.shape[0] - kept
+
+
 def _velocity(control, process, t: Tensor, x: Tensor, score: Tensor, step: Tensor) -> Tensor:
     """Flow velocity with one time and step size per sample (``t``, ``step`` of shape (n,))."""
     return flow_velocity(control, process, t, x[:, None], score[:, None], step)[:, 0]
@@ -58,20 +79,26 @@ def self_consistency_loss(
 
     Returns
     -------
-    Tensor
+    value : Tensor
         Mean over samples and coordinates; differentiable in the one-jump student only.
+    n_masked : Tensor
+        Samples left out because their start or two-step target is not finite.
     """
     rows = torch.arange(xs.shape[1], device=xs.device)
     t, x, score = times[starts], xs[starts, rows], scores[starts, rows]
     jump = lengths.to(times.dtype) * (times[1] - times[0])
     half = 0.5 * jump
+    keep = _finite_rows(x, score)
+    x, score = _zero_rows(x, keep), _zero_rows(score, keep)
     with torch.no_grad():
         x_half = x + half[:, None] * _velocity(control, process, t, x, score, half)
         score_half = energy._grad_log_prob(x_half)
         v_half = _velocity(control, process, t + half, x_half, score_half, half)
         target = x_half + half[:, None] * v_half
+        keep = keep & _finite_rows(target)
+        target = _zero_rows(target, keep)
     student = x + jump[:, None] * _velocity(control, process, t, x, score, jump)
-    return (target - student).square().mean()
+    return _masked_mean((target - student).square().mean(-1), keep)
 
 
 def coarse_indices(n_steps: int, n_points: int) -> list[int]:
@@ -108,14 +135,21 @@ def distillation_loss(
 
     Returns
     -------
-    Tensor
+    value : Tensor
         Differentiable in ``student`` only.
+    n_masked : Tensor
+        Pairs left out because a state or the target's output is not finite.
     """
+    keep = _finite_rows(x, x_next)
+    x, x_next = _zero_rows(x, keep), _zero_rows(x_next, keep)
     with torch.no_grad():
         goal = target(sigma_next, x_next)
+        keep = keep & _finite_rows(goal)
+        goal = _zero_rows(goal, keep)
     error = student(sigma, x) - goal
     if kind == "l2":
-        return error.square().mean()
+        return _masked_mean(error.square().mean(-1), keep)
     dim = x.shape[-1]
     c = 0.00054 * math.sqrt(dim)
-    return ((error.square().sum(-1) + c * c).sqrt() - c).mean() / dim
+    value, n_masked = _masked_mean((error.square().sum(-1) + c * c).sqrt() - c, keep)
+    return value / dim, n_masked

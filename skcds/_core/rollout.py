@@ -14,6 +14,7 @@ analytic controls with the same two methods.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -88,9 +89,15 @@ def _sde(control, process, energy, times, x0, noise, step=None, record=True, gen
     a, const, inv_var = _transition_terms(process, times, features.sigma.flatten(), x0.shape[-1])
     log_rnd = process.prior_log_prob(x0)
     x, xs, scores, controls = x0, [x0], [], []
+    alive = torch.isfinite(x0).all(-1)
+    # losses need dead trajectories kept apart; plain sampling lets NaN flow (cheaper)
+    guard = _finite_or_dead if record or torch.is_grad_enabled() else _unguarded
+    block = _DeadRowsBlock()
     for k in range(dts.shape[0]):
-        dt, score = dts[k], energy._grad_log_prob(x)
+        dt = dts[k]
+        score, alive = guard(energy._grad_log_prob(x), alive)
         u = control.control(_step_features(features, k), x[None], score[None])[0]
+        u, alive = guard(u, alive)
         xi = (
             noise[k]
             if noise is not None
@@ -98,20 +105,67 @@ def _sde(control, process, energy, times, x0, noise, step=None, record=True, gen
         )
         sigma = features.sigma[k, 0]
         x_next = x + (process.drift(times[k], x) + sigma * u) * dt + sigma * dt.sqrt() * xi
+        x_next, alive = guard(x_next, alive)
+        if x_next.requires_grad:  # a differentiable rollout (KL): see _DeadRowsBlock
+            x_next.register_hook(block)
         # log q(x_next | x) - log p_ref(x | x_next), both Gaussian
         residual = (x - a[k] * x_next).square().sum(-1)
         log_rnd = log_rnd + const[k] - 0.5 * xi.square().sum(-1) + 0.5 * inv_var[k] * residual
         x = x_next
         if record:
             xs.append(x), scores.append(score), controls.append(u)
-    log_rnd = log_rnd + process.terminal_log_prob(x)
+    block.dead = ~alive
+    log_rnd = _dead_to_nan(log_rnd + process.terminal_log_prob(x), alive)
+    log_target = _dead_to_nan(energy._log_prob(x), alive)
     if not record:
-        return Rollout(x, log_rnd, energy._log_prob(x))
-    scores.append(energy._grad_log_prob(x))
+        return Rollout(_dead_to_nan(x, alive), log_rnd, log_target)
+    scores.append(_finite_or_dead(energy._grad_log_prob(x), alive)[0])
     stack = torch.stack
     return Rollout(
-        x, log_rnd, energy._log_prob(x), stack(xs), stack(scores), stack(controls), noise
+        _dead_to_nan(x, alive),
+        log_rnd,
+        log_target,
+        stack(xs),
+        stack(scores),
+        stack(controls),
+        noise,
     )
+
+
+def _finite_or_dead(values: Tensor, alive: Tensor) -> tuple[Tensor, Tensor]:
+    """Rows of ``values`` (``(n, d)``) that are not finite end their trajectory: ``alive``
+    loses them, and they continue as zeros, so that a dead trajectory (whose log-weight is
+    NaN, left out of every loss) never feeds NaN to the network, whose gradient would be
+    ``0 * nan = nan`` for every parameter, skipping the whole update."""
+    alive = alive & torch.isfinite(values).all(-1)
+    return torch.where(alive[:, None], values, torch.zeros_like(values)), alive
+
+
+class _DeadRowsBlock:
+    """A gradient hook on the states of a differentiable rollout that zeroes the rows of
+    trajectories found dead by the end (``dead``, set after the loop). A dead row's loss
+    term is masked, so its upstream gradient is zero, but the energy and its score, taken
+    where they are NaN, have NaN local derivatives, and ``0 * nan = nan`` would reach the
+    parameters through the row's earlier, finite states. Rows never mix, so zeroing the
+    whole row is exact. (The hook also sees the score's own gradient, taken during the
+    rollout, before ``dead`` is known: that one passes unchanged.)"""
+
+    dead: Tensor | None = None
+
+    def __call__(self, grad: Tensor) -> Tensor:
+        if self.dead is None:
+            return grad
+        return torch.where(self.dead[:, None], torch.zeros_like(grad), grad)
+
+
+def _unguarded(values: Tensor, alive: Tensor) -> tuple[Tensor, Tensor]:
+    return values, alive
+
+
+def _dead_to_nan(values: Tensor, alive: Tensor) -> Tensor:
+    """NaN in the rows of dead trajectories (the sampler's honest output for them)."""
+    mask = alive if values.dim() == 1 else alive[:, None]
+    return torch.where(mask, values, torch.full_like(values, math.nan))
 
 
 def euler_maruyama(

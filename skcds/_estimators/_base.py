@@ -266,9 +266,9 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         if n_nonfinite < self.batch_size:
             return
         raise EnergyError(
-            f"{type(self).__name__}.fit: all {self.batch_size} trajectories of iteration "
-            f"{iteration} ended with a non-finite log-weight (the energy is -inf, NaN or +inf "
-            "where the sampler goes, or its score is not finite), so there is nothing to learn "
+            f"{type(self).__name__}.fit: all {self.batch_size} samples of iteration "
+            f"{iteration} were non-finite (the energy is -inf, NaN or +inf where the sampler "
+            "goes, or its score is not finite), so there is nothing to learn "
             f"from. The model keeps its {self.n_iter_} completed iterations. Check the energy "
             "on the region the prior covers, or rescale the target."
         )
@@ -282,9 +282,10 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         if rate > _NONFINITE_WARN_RATE:
             self._nonfinite_warned = True
             warnings.warn(
-                f"{type(self).__name__}.fit: {100 * rate:.0f}% of the trajectories of the last "
-                f"{len(recent)} iterations ended with a non-finite log-weight and were left "
-                "out of the loss (counted in history_['n_nonfinite']). Training goes on, but "
+                f"{type(self).__name__}.fit: {100 * rate:.0f}% of the samples of the last "
+                f"{len(recent)} iterations were non-finite (a log-weight, or a state of the "
+                "flow) and were left out of the loss (counted in history_['n_nonfinite']). "
+                "Training goes on, but "
                 "the energy is -inf, NaN or +inf on much of the region the sampler visits.",
                 NonFiniteWarning,
                 stacklevel=4,

@@ -285,9 +285,9 @@ class ConsistentDistiller(_BaseSampler):
         end = self.reference_.terminal_time
         sigma1, sigma2 = end - self._teacher_times[i1], end - self._teacher_times[i2]
         target = self.control_ if self.target == "online" else self._target_ema.module
-        loss = distillation_loss(self.control_, target, sigma1, x1, sigma2, x2, self.loss)
+        loss, n_masked = distillation_loss(self.control_, target, sigma1, x1, sigma2, x2, self.loss)
         loss = loss / self.n_features_in_
-        yield {"loss": loss, "interval": torch.tensor(float(interval))}, loss, 0
+        yield {"loss": loss, "interval": torch.tensor(float(interval))}, loss, n_masked
         if self.target == "ema":
             self._target_ema.update(self.control_)
 

@@ -194,7 +194,9 @@ class SelfConsistentSampler(DiffusionSampler):
             self.n_steps, self.batch_size, generator=self._generator, device=self.device_
         )
         args = (self.control_, self.reference_, self._dynamics_energy, self._grid(self.n_steps))
-        loss = self_consistency_loss(*args, roll.xs.detach(), roll.scores.detach(), starts, lengths)
+        xs, scores = roll.xs.detach(), roll.scores.detach()
+        # rows masked here are those of trajectories the diffusion loss already counted
+        loss, _ = self_consistency_loss(*args, xs, scores, starts, lengths)
         return self.consistency_weight * loss / self.n_features_in_
 
     def _training_steps(self, iteration: int):

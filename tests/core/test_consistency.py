@@ -97,7 +97,7 @@ def step_net(seed=0):
 def test_loss_vanishes_for_an_exactly_self_consistent_flow(c):
     energy, times, xs, scores, starts, lengths = batch_of_paths()
     control = EulerExactControl(c)
-    loss = self_consistency_loss(control, VP, energy, times, xs, scores, starts, lengths)
+    loss, _ = self_consistency_loss(control, VP, energy, times, xs, scores, starts, lengths)
     assert float(loss) < 1e-24
     # sanity: this control's flow is not trivial (the states move)
     v = flow_velocity(control, VP, times[3:4], xs[3][None], scores[3][None])
@@ -106,7 +106,7 @@ def test_loss_vanishes_for_an_exactly_self_consistent_flow(c):
 
 def test_loss_is_positive_for_a_time_dependent_flow():
     energy, times, xs, scores, starts, lengths = batch_of_paths()
-    loss = self_consistency_loss(step_net(), VP, energy, times, xs, scores, starts, lengths)
+    loss, _ = self_consistency_loss(step_net(), VP, energy, times, xs, scores, starts, lengths)
     assert float(loss.detach()) > 1e-3
 
 
@@ -115,7 +115,7 @@ def test_gradient_flows_only_through_the_one_jump_student():
     The loss value and every parameter gradient must be those of this reference."""
     energy, times, xs, scores, starts, lengths = batch_of_paths()
     net = step_net()
-    loss = self_consistency_loss(net, VP, energy, times, xs, scores, starts, lengths)
+    loss, _ = self_consistency_loss(net, VP, energy, times, xs, scores, starts, lengths)
     loss.backward()
     grads = {name: p.grad.clone() for name, p in net.named_parameters() if p.grad is not None}
     assert float(grads["output.weight"].abs().sum()) > 0
@@ -196,9 +196,9 @@ def test_distillation_loss_vanishes_on_a_consistent_pair_and_trains_the_student_
     target = copy.deepcopy(student)
     x = torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
     sigma = torch.tensor(0.5)
-    zero = distillation_loss(student, target, sigma, x, sigma, x, kind)
+    zero, _ = distillation_loss(student, target, sigma, x, sigma, x, kind)
     assert float(zero.detach()) == pytest.approx(0.0, abs=1e-9)
-    loss = distillation_loss(student, target, sigma, x, torch.tensor(0.0), x + 1.0, kind)
+    loss, _ = distillation_loss(student, target, sigma, x, torch.tensor(0.0), x + 1.0, kind)
     assert float(loss.detach()) > 0
     loss.backward()
     assert all(p.grad is None for p in target.parameters())
@@ -212,7 +212,51 @@ def test_pseudo_huber_is_quadratic_for_small_and_linear_for_large_errors():
     x, dim = torch.zeros(1, 4, dtype=torch.float64), 4
     c = 0.00054 * math.sqrt(dim)
     s = torch.tensor(0.0)
-    small = distillation_loss(identity, identity, s, x, s, x + 1e-5, "pseudo_huber")
+    small, _ = distillation_loss(identity, identity, s, x, s, x + 1e-5, "pseudo_huber")
     assert float(small) == pytest.approx((4e-10 / (2 * c)) / dim, rel=1e-3)
-    large = distillation_loss(identity, identity, s, x, s, x + 10.0, "pseudo_huber")
+    large, _ = distillation_loss(identity, identity, s, x, s, x + 10.0, "pseudo_huber")
     assert float(large) == pytest.approx((20.0 - c) / dim, rel=1e-6)
+
+
+def _finite_gradients(net) -> bool:
+    return all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in net.parameters())
+
+
+def test_non_finite_paths_are_left_out_of_the_self_consistency_loss():
+    """Rows whose state or score is NaN or inf are masked: the loss is that of the other rows,
+    and every gradient stays finite (no ``0 * nan``)."""
+    energy, times, xs, scores, starts, lengths = batch_of_paths()
+    bad = torch.zeros(xs.shape[1], dtype=torch.bool)
+    bad[:5], bad[5:9] = True, True
+    broken_xs, broken_scores = xs.clone(), scores.clone()
+    broken_xs[:, :5] = float("nan")
+    broken_scores[:, 5:9] = float("inf")
+    net = step_net()
+    loss, n_masked = self_consistency_loss(
+        net, VP, energy, times, broken_xs, broken_scores, starts, lengths
+    )
+    loss.backward()
+    assert int(n_masked) == 9 and _finite_gradients(net)
+    keep = ~bad
+    clean, _ = self_consistency_loss(
+        step_net(), VP, energy, times, xs[:, keep], scores[:, keep], starts[keep], lengths[keep]
+    )
+    torch.testing.assert_close(loss.detach(), clean.detach())
+
+
+@pytest.mark.parametrize("kind", ["l2", "pseudo_huber"])
+def test_non_finite_pairs_are_left_out_of_the_distillation_loss(kind):
+    from skcds._core.consistency import distillation_loss
+    from skcds._core.networks import ConsistencyNet
+
+    student = ConsistencyNet(2, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
+    x_next = x + 0.3
+    broken = x_next.clone()
+    broken[:4] = float("nan")
+    s, s_next = torch.tensor(0.5), torch.tensor(0.2)
+    loss, n_masked = distillation_loss(student, student, s, x, s_next, broken, kind)
+    loss.backward()
+    assert int(n_masked) == 4 and _finite_gradients(student)
+    clean, _ = distillation_loss(student, student, s, x[4:], s_next, x_next[4:], kind)
+    torch.testing.assert_close(loss.detach(), clean.detach())

@@ -183,3 +183,62 @@ def test_autograd_score_stays_differentiable_for_the_kl_loss():
     expected = torch.zeros(4, 3, dtype=torch.float64)
     expected[:, 0] = -1.0
     torch.testing.assert_close(hessian_row, expected)
+
+
+def _nan_beyond_one(x):
+    """A standard normal whose value and score are NaN where x_0 > 1 (sqrt of a negative)."""
+    return standard_normal_log_prob(x) + 0.0 * torch.sqrt(1.0 - x[:, 0])
+
+
+def _variance_gradient(net, x0, noise, times):
+    from skcds._core.losses import log_variance
+
+    energy = from_log_prob(_nan_beyond_one, dim=3)
+    with torch.no_grad():
+        roll = euler_maruyama(net, VP, energy, times, x0, noise)
+    loss, n_masked = log_variance(roll.log_target - training_log_rnd(net, VP, times, roll))
+    net.zero_grad(set_to_none=True)
+    loss.backward()
+    return (
+        roll,
+        int(n_masked),
+        {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None},
+    )
+
+
+def test_trajectories_that_meet_nan_are_dropped_without_poisoning_the_gradient():
+    """A trajectory entering a NaN region ends: NaN sample and log-weight, finite recorded
+    states; the loss gradient is exactly that of the surviving trajectories alone."""
+    net = ControlNet(3, generator=torch.Generator().manual_seed(2)).double()
+    g = torch.Generator().manual_seed(0)
+    times = uniform_grid(16, 1.0, dtype=torch.float64)
+    x0 = VP.prior_sample(64, 3, generator=g, dtype=torch.float64, device="cpu")
+    noise = torch.randn(16, 64, 3, generator=g, dtype=torch.float64)
+
+    roll, n_masked, grads = _variance_gradient(net, x0, noise, times)
+    dead = torch.isnan(roll.log_weights)
+    assert 0 < n_masked == int(dead.sum()) < 64
+    assert torch.isnan(roll.x[dead]).all() and torch.isfinite(roll.x[~dead]).all()
+    assert all(torch.isfinite(t).all() for t in (roll.xs, roll.scores, roll.controls))
+
+    _, n_alone, alone = _variance_gradient(net, x0[~dead], noise[:, ~dead], times)
+    assert n_alone == 0 and grads.keys() == alone.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], alone[name])
+
+
+def test_kl_gradient_stays_finite_when_some_trajectories_meet_nan():
+    net = ControlNet(3, generator=torch.Generator().manual_seed(2)).double()
+    g = torch.Generator().manual_seed(0)
+    times = uniform_grid(16, 1.0, dtype=torch.float64)
+    x0 = VP.prior_sample(64, 3, generator=g, dtype=torch.float64, device="cpu")
+    energy = from_log_prob(_nan_beyond_one, dim=3)
+    roll = euler_maruyama(net, VP, energy, times, x0, generator=g, record=False)
+    log_w = roll.log_weights
+    assert 0 < int(torch.isnan(log_w).sum()) < 64
+    from skcds._core.losses import kl
+
+    loss, _ = kl(log_w)
+    loss.backward()
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(grad).all() for grad in grads)

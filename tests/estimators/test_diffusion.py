@@ -264,7 +264,7 @@ def test_frequent_nonfinite_weights_warn_once_and_training_goes_on():
 
     energy = from_log_prob(_half_plane_log_prob, dim=2)
     sampler = DiffusionSampler(n_steps=8, max_iter=12, batch_size=64, random_state=0)
-    with pytest.warns(NonFiniteWarning, match=r"% of the trajectories of the last 10 iterations"):
+    with pytest.warns(NonFiniteWarning, match=r"% of the samples of the last 10 iterations"):
         sampler.fit(energy)
     assert sampler.n_iter_ == 12 and sum(r["n_nonfinite"] for r in sampler.history_) > 0
     assert all(torch.isfinite(p).all() for p in sampler.control_.parameters())
@@ -280,7 +280,7 @@ def test_nothing_finite_is_a_clear_error_and_no_update_is_taken():
         dim=2,
     )
     sampler = DiffusionSampler(n_steps=8, max_iter=5, batch_size=32, random_state=0)
-    with pytest.raises(EnergyError, match="all 32 trajectories of iteration 0 ended with a non-fi"):
+    with pytest.raises(EnergyError, match="all 32 samples of iteration 0 were non-finite"):
         sampler.fit(point)
     assert sampler.n_iter_ == 0 and sampler.history_ == []
 
