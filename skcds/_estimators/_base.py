@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import numbers
 import signal
 import threading
 import time
@@ -26,7 +27,7 @@ from .._core.training import (
     optimizer_step,
 )
 from .._version import __version__
-from ..energies._base import without_score
+from ..energies._base import dynamics_view
 from ..exceptions import (
     EnergyError,
     IncompatibleModelError,
@@ -93,7 +94,9 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         "n_steps": v.positive_int(),
         "max_iter": v.positive_int(),
         "batch_size": v.Constraint(int, lambda n: n >= 2, "an int >= 2"),
-        "learning_rate": v.positive_float(),
+        # Adam moves each weight by about the learning rate per step: above 1 is a typo
+        # (5e3 for 5e-3) that overflows the weights, not a setting
+        "learning_rate": v.Constraint(numbers.Real, lambda r: 0 < r <= 1, "a float in (0, 1]"),
         "verbose": v.Constraint(int, lambda n: n >= 0, "an int >= 0"),
         "warm_start": v.Constraint(bool, None, "a bool"),
         "dtype": v.DTYPE,
@@ -193,8 +196,9 @@ class _BaseSampler(DensityMixin, BaseEstimator):
 
     @property
     def _dynamics_energy(self):
-        """``energy_`` as the dynamics see it: without its score if they never read it."""
-        return self.energy_ if self._reads_score() else without_score(self.energy_)
+        """``energy_`` as the training and sampling loops see it: outputs checked, and
+        without its score if the dynamics never read it."""
+        return dynamics_view(self.energy_, self._reads_score())
 
     def _prior(self, n: int, generator=None):
         return self.reference_.prior_sample(
@@ -270,7 +274,12 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             f"{iteration} were non-finite (the energy is -inf, NaN or +inf where the sampler "
             "goes, or its score is not finite), so there is nothing to learn "
             f"from. The model keeps its {self.n_iter_} completed iterations. Check the energy "
-            "on the region the prior covers, or rescale the target."
+            "on the region the prior covers, or rescale the target"
+            + (
+                "; if earlier iterations went well, training diverged: lower learning_rate."
+                if self.n_iter_
+                else "."
+            )
         )
 
     def _warn_if_often_nonfinite(self) -> None:

@@ -40,7 +40,8 @@ class DiffusionSampler(_BaseSampler):
     batch_size : int, default=512
         Trajectories per iteration.
     learning_rate : float, default=5e-3
-        Initial Adam learning rate; it decays in steps to 2% of this value over ``max_iter``.
+        Initial Adam learning rate, in ``(0, 1]``; it decays in steps to 2% of this value
+        over ``max_iter``.
     loss : {'log_variance', 'kl'}, default='log_variance'
         Divergence between path measures. ``'log_variance'`` runs a detached rollout (fast,
         CUDA-graph capturable); ``'kl'`` differentiates through the whole SDE.
@@ -274,7 +275,7 @@ class DiffusionSampler(_BaseSampler):
                     *args, step, log_density=True, log_det=log_det, generator=generator
                 )
             self._warn_if_folds(n_steps, reversed_fractions)
-            return x.detach(), (self.energy_._log_prob(x) - log_q).detach()
+            return x.detach(), (self._dynamics_energy._log_prob(x) - log_q).detach()
         roll = euler_maruyama(*args, step=step, record=False, generator=generator)
         return roll.x, roll.log_weights if log_weights else None
 

@@ -57,7 +57,8 @@ class ConsistentDistiller(_BaseSampler):
     batch_size : int, default=512
         Teacher trajectories per iteration.
     learning_rate : float, default=5e-3
-        Initial Adam learning rate; it decays in steps to 2% of this value over ``max_iter``.
+        Initial Adam learning rate, in ``(0, 1]``; it decays in steps to 2% of this value
+        over ``max_iter``.
     solver : {'euler', 'heun'}, default='euler'
         Solver of the teacher's probability-flow ODE on its own grid: Euler (the reference
         code, one teacher evaluation per step) or Heun (second order, two).
@@ -246,7 +247,9 @@ class ConsistentDistiller(_BaseSampler):
         return self.teacher_.reference_
 
     def _reads_score(self) -> bool:
-        return self.teacher_._reads_score()  # the teacher's flow is the only dynamics
+        # the teacher's flow is the only dynamics (a saved student may have no teacher)
+        teacher = getattr(self, "teacher_", None)
+        return teacher is None or teacher._reads_score()
 
     def _build(self, dim: int, generator: torch.Generator) -> ConsistencyNet:
         return ConsistencyNet.from_control(self.teacher_._sampling_control)
@@ -335,7 +338,7 @@ class ConsistentDistiller(_BaseSampler):
             )
         self._warn_if_folds(1, [reversed_])
         log_q = self.reference_.prior_log_prob(x0) - value
-        return x, (self.energy_._log_prob(x) - log_q).detach()
+        return x, (self._dynamics_energy._log_prob(x) - log_q).detach()
 
     def sample(
         self,

@@ -48,7 +48,8 @@ class SelfConsistentSampler(DiffusionSampler):
     batch_size : int, default=512
         Trajectories per iteration; each contributes one jump to the self-consistency loss.
     learning_rate : float, default=5e-3
-        Initial Adam learning rate; it decays in steps to 2% of this value over ``max_iter``.
+        Initial Adam learning rate, in ``(0, 1]``; it decays in steps to 2% of this value
+        over ``max_iter``.
     update : {'alternate', 'sum'}, default='alternate'
         ``'alternate'``: an optimiser step on the diffusion loss, then one on the
         self-consistency loss at the updated weights (the reference code). ``'sum'``: one step

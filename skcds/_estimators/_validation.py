@@ -11,7 +11,8 @@ import torch
 from sklearn.utils import check_random_state
 
 from ..energies import Energy
-from ..exceptions import EnergyError, ImproperDensityWarning
+from ..energies._base import dynamics_view
+from ..exceptions import ImproperDensityWarning
 
 
 class Constraint:
@@ -86,26 +87,8 @@ def probe_energy(energy: Energy, x: torch.Tensor, score: bool = True) -> None:
     on bad output, and warn if the density obviously does not decay (see
     :func:`warn_if_improper`)."""
     near = energy.log_prob(x)
-    if score:
-        _probe_score(energy, x)
+    dynamics_view(energy, score)._grad_log_prob(x)
     warn_if_improper(energy, near)
-
-
-def _probe_score(energy: Energy, x: torch.Tensor) -> None:
-    try:
-        score = energy._grad_log_prob(x)
-    except RuntimeError as error:  # e.g. a log-density torch cannot differentiate
-        raise EnergyError(
-            f"The score (gradient of log_prob) of {type(energy).__name__} could not be "
-            f"computed: {error}. Make log_prob differentiable by torch, wrap a numpy "
-            "function with backend='numpy' (finite differences), or fit with langevin=False "
-            "(the sampler then never needs the score)."
-        ) from error
-    if score.shape != x.shape:
-        raise EnergyError(
-            f"{type(energy).__name__} score must have shape {tuple(x.shape)}; "
-            f"got {tuple(score.shape)}."
-        )
 
 
 _FAR = 1e3  # radius of the decay check, far beyond any benchmark target's mass
@@ -119,7 +102,7 @@ def warn_if_improper(energy: Energy, near: torch.Tensor) -> None:
     directions = torch.randn(16, energy.dim, generator=torch.Generator().manual_seed(0))
     far_points = _FAR * directions / directions.norm(dim=1, keepdim=True)
     with torch.no_grad():
-        far = energy._log_prob(far_points.to(near))
+        far = dynamics_view(energy)._log_prob(far_points.to(near))
     finite_near = near[torch.isfinite(near)]
     if finite_near.numel() == 0 or torch.isnan(far).any():
         return  # nothing to compare: no verdict
@@ -173,7 +156,7 @@ def _is_device(value) -> bool:
         return True
     try:
         torch.device(value)
-    except (RuntimeError, TypeError):
+    except (RuntimeError, TypeError, ValueError):
         return False
     return True
 

@@ -33,14 +33,25 @@ def _check_batch(x: Tensor, dim: int, name: str = "x") -> Tensor:
     return x
 
 
-def _check_output(out: Tensor, x: Tensor, where: str) -> Tensor:
-    """Check an energy's output: shape ``(n,)``, dtype of ``x``, no NaN and no ``+inf``."""
+def _check_form(out, x: Tensor, where: str) -> Tensor:
+    """Check an energy's output form, without reading its values (no device sync): a real
+    floating-point tensor of shape ``(n,)``."""
     if not isinstance(out, Tensor) or out.shape != (x.shape[0],):
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise EnergyError(
             f"{where}.log_prob must return a tensor of shape ({x.shape[0]},) for an input of "
             f"shape {tuple(x.shape)}; got {shape}."
         )
+    if not out.is_floating_point():
+        raise EnergyError(
+            f"{where}.log_prob must return a real floating-point tensor; got dtype {out.dtype}."
+        )
+    return out
+
+
+def _check_output(out, x: Tensor, where: str) -> Tensor:
+    """:func:`_check_form`, then no NaN and no ``+inf``; returned in ``x``'s dtype."""
+    out = _check_form(out, x, where)
     bad = torch.isnan(out) | (out == math.inf)
     if bool(bad.any()):
         raise EnergyError(
@@ -165,13 +176,15 @@ class Energy(torch.nn.Module):
         return -self.log_prob(x)
 
     def _grad_log_prob(self, x: Tensor) -> Tensor:
+        where = type(self).__name__
         if torch.is_grad_enabled() and x.requires_grad:
             # a caller differentiating through the score (the KL loss): keep the graph
-            (grad,) = torch.autograd.grad(self._log_prob(x).sum(), x, create_graph=True)
+            log_prob = _check_form(self._log_prob(x), x, where)
+            (grad,) = torch.autograd.grad(log_prob.sum(), x, create_graph=True)
             return grad
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(self._log_prob(x).sum(), x)
+            (grad,) = torch.autograd.grad(_check_form(self._log_prob(x), x, where).sum(), x)
         return grad
 
     def _hessian_log_prob(self, x: Tensor) -> Tensor:
@@ -308,28 +321,50 @@ class _NumpyLogProb(_CallableLogProb):
         return self._finite_difference_grad(x)
 
 
-class _WithoutScore(Energy):
-    """``energy`` seen by a control without a Langevin term: the same ``log_prob``, and a
-    score that is the zero function of ``x`` (differentiable, zero Hessian), so the
-    dynamics never evaluate, nor differentiate, the target between the ends of a path."""
+class _Dynamics(Energy):
+    """``energy`` as the samplers' inner loops call it. Every output's form is checked (shape
+    and dtype, no device sync: NaN and inf are masked by the losses), so a fault that appears
+    mid-training is an :class:`EnergyError`, not a broadcasting error deep in a rollout.
+    With ``score=False`` (a control without a Langevin term) the score is the zero function
+    of ``x`` (differentiable, zero Hessian): the target is then never evaluated, nor
+    differentiated, between the ends of a path."""
 
-    def __init__(self, energy: Energy) -> None:
+    def __init__(self, energy: Energy, score: bool = True) -> None:
         super().__init__()
-        self.target, self.dim = energy, energy.dim
+        self.target, self.dim, self.score = energy, energy.dim, score
+        self.where = type(energy).__name__
 
     def _log_prob(self, x: Tensor) -> Tensor:
-        return self.target._log_prob(x)
+        return _check_form(self.target._log_prob(x), x, self.where)
 
     def _grad_log_prob(self, x: Tensor) -> Tensor:
-        return x * 0.0 if x.requires_grad else torch.zeros_like(x)
+        if not self.score:
+            return x * 0.0 if x.requires_grad else torch.zeros_like(x)
+        try:
+            score = self.target._grad_log_prob(x)
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError as error:  # e.g. a log-density torch cannot differentiate
+            raise EnergyError(
+                f"The score (gradient of log_prob) of {self.where} could not be computed: "
+                f"{error}. Make log_prob differentiable by torch, wrap a numpy function with "
+                "backend='numpy' (finite differences), or fit with langevin=False (the "
+                "sampler then never needs the score)."
+            ) from error
+        if not isinstance(score, Tensor) or score.shape != x.shape:
+            got = tuple(score.shape) if isinstance(score, Tensor) else type(score).__name__
+            raise EnergyError(f"{self.where} score must have shape {tuple(x.shape)}; got {got}.")
+        return score
 
     def _hessian_log_prob(self, x: Tensor) -> Tensor:
-        return x.new_zeros(x.shape[0], self.dim, self.dim)
+        if not self.score:
+            return x.new_zeros(x.shape[0], self.dim, self.dim)
+        return self.target._hessian_log_prob(x)
 
 
-def without_score(energy: Energy) -> Energy:
-    """``energy`` for dynamics that do not read the target score (see :class:`_WithoutScore`)."""
-    return _WithoutScore(energy)
+def dynamics_view(energy: Energy, score: bool = True) -> Energy:
+    """``energy`` for the samplers' inner loops (see :class:`_Dynamics`)."""
+    return _Dynamics(energy, score)
 
 
 def _wrap(fn: Callable, dim: int, sign: float, backend: str) -> Energy:

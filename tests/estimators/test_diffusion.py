@@ -151,7 +151,7 @@ def test_not_fitted():
         ),
         (
             {"learning_rate": -1.0},
-            "The 'learning_rate' parameter of DiffusionSampler must be a float > 0. "
+            "The 'learning_rate' parameter of DiffusionSampler must be a float in (0, 1]. "
             "Got -1.0 instead.",
         ),
         (
