@@ -319,6 +319,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
     def _sampling_generator(self, random_state) -> torch.Generator:
         if random_state is None:
             return self._generator
+        v.RANDOM_STATE.validate(f"{type(self).__name__}.sample", "random_state", random_state)
         return v.make_generator(random_state, self.device_)
 
     def _check_n(self, n_samples, name: str = "n_samples") -> int:

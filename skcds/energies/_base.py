@@ -297,7 +297,13 @@ class _NumpyLogProb(_CallableLogProb):
 
     def _numpy_log_prob(self, x: Tensor) -> Tensor:
         array = x.detach().cpu().double().numpy()
-        out = np.asarray(self.fn(array), dtype=np.float64)
+        raw = np.asarray(self.fn(array))
+        if raw.dtype.kind not in "biuf":  # complex, strings, objects: not a log-density
+            raise EnergyError(
+                "the wrapped numpy function must return real numbers (an array of shape "
+                f"({array.shape[0]},)); got an array of dtype {raw.dtype}."
+            )
+        out = raw.astype(np.float64)
         if out.shape != (array.shape[0],):
             raise EnergyError(
                 f"the wrapped numpy function must return an array of shape ({array.shape[0]},) "
