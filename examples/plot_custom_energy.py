@@ -16,7 +16,8 @@ gives the gradient) or in numpy (``backend='numpy'``; the gradient is taken by c
 differences, which costs ``2 * dim`` extra calls per batch). Neither needs to be normalized.
 
 This example fits a sampler to a banana-shaped density written in numpy and to a ring
-written in torch, with small training budgets.
+written in torch, with small training budgets, and then the banana again without any
+gradient (``langevin=False``), for functions whose gradient is unavailable or too costly.
 """
 
 # %%
@@ -80,6 +81,45 @@ print(
     f" ESS = {est.ess:.2f}"
 )
 
+
+# %%
+# Without the gradient: ``langevin=False``
+# ----------------------------------------
+# The control network reads the target's score at every step (its Langevin-style term).
+# For the numpy banana every score costs ``2 * dim = 4`` extra evaluations per point. With
+# ``langevin=False`` the control is the network alone, and the function is evaluated only
+# where the paths end: once per trajectory. The network then has to learn the whole drift,
+# so it needs more iterations; the log-weights stay exact either way, so the importance
+# estimate of :math:`\log Z` (exactly 0 here) is honest in both cases.
+#
+# Measured on one CPU thread (this script's settings, ``random_state=0``): 150 iterations
+# with the score evaluate the function at 2.6 million points (6.4 s) for an ELBO of -1.41;
+# without it, 600 iterations evaluate it at 154 thousand points (12.5 s) for an ELBO of
+# -1.20. The same plain-vs-guided comparison at 150 iterations gives -2.92.
+class CountingLogProb:
+    """``banana_log_prob``, counting the points it is evaluated at."""
+
+    def __init__(self):
+        self.points = 0
+
+    def __call__(self, x):
+        self.points += len(x)
+        return banana_log_prob(x)
+
+
+for langevin, max_iter in [(True, 150), (False, 600)]:
+    counting = CountingLogProb()
+    sampler = DiffusionSampler(
+        n_steps=16, max_iter=max_iter, batch_size=256, random_state=0, langevin=langevin
+    ).fit(from_log_prob(counting, dim=2, backend="numpy"))
+    n_points = sampler.energy_.fn.points  # the fitted copy's counter
+    est = sampler.estimate_log_normalizer(5000, random_state=2)
+    print(
+        f"langevin={langevin!s:5} {max_iter:3d} iterations: {n_points:>9,d} evaluations, "
+        f"log Z = {est.log_z:+.2f} +/- {est.stderr:.2f}, ELBO = {est.elbo:.2f}"
+    )
+X_plain = sampler.sample(3000, random_state=1)
+
 # %%
 # The samples over each density
 # -----------------------------
@@ -91,10 +131,11 @@ grid = np.linspace(-6, 6, 200)
 xx, yy = np.meshgrid(grid, grid)
 points = torch.as_tensor(np.column_stack([xx.ravel(), yy.ravel()]), dtype=torch.float64)
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+fig, axes = plt.subplots(1, 3, figsize=(14, 4.5))
 for ax, energy, X, title in [
     (axes[0], banana, X_banana, "banana (numpy log-density)"),
     (axes[1], ring, X_ring, "ring (torch energy)"),
+    (axes[2], banana, X_plain, "banana, langevin=False"),
 ]:
     with torch.no_grad():
         density = energy.log_prob(points).exp().numpy().reshape(xx.shape)
