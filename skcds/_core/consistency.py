@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .flow import flow_velocity
+from .losses import finite_rows, zero_rows
 
 __all__ = [
     "coarse_indices",
@@ -35,20 +36,6 @@ def sample_jumps(n_steps: int, batch: int, *, generator, device) -> tuple[Tensor
     u = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)
     starts = (u * (n_steps // lengths)).long() * lengths
     return starts, lengths
-
-
-def _finite_rows(*tensors: Tensor) -> Tensor:
-    """``(n,)`` mask of the rows finite in every ``(n, d)`` tensor."""
-    keep = torch.isfinite(tensors[0]).all(-1)
-    for tensor in tensors[1:]:
-        keep = keep & torch.isfinite(tensor).all(-1)
-    return keep
-
-
-def _zero_rows(x: Tensor, keep: Tensor) -> Tensor:
-    """``x`` with the rows outside ``keep`` set to zero: a masked row must meet the network
-    with finite inputs, or ``0 * nan`` poisons every parameter's gradient."""
-    return torch.where(keep[:, None], x, torch.zeros_like(x))
 
 
 def _masked_mean(per_row: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
@@ -88,15 +75,15 @@ def self_consistency_loss(
     t, x, score = times[starts], xs[starts, rows], scores[starts, rows]
     jump = lengths.to(times.dtype) * (times[1] - times[0])
     half = 0.5 * jump
-    keep = _finite_rows(x, score)
-    x, score = _zero_rows(x, keep), _zero_rows(score, keep)
+    keep = finite_rows(x, score)
+    x, score = zero_rows(x, keep), zero_rows(score, keep)
     with torch.no_grad():
         x_half = x + half[:, None] * _velocity(control, process, t, x, score, half)
         score_half = energy._grad_log_prob(x_half)
         v_half = _velocity(control, process, t + half, x_half, score_half, half)
         target = x_half + half[:, None] * v_half
-        keep = keep & _finite_rows(target)
-        target = _zero_rows(target, keep)
+        keep = keep & finite_rows(target)
+        target = zero_rows(target, keep)
     student = x + jump[:, None] * _velocity(control, process, t, x, score, jump)
     return _masked_mean((target - student).square().mean(-1), keep)
 
@@ -140,12 +127,12 @@ def distillation_loss(
     n_masked : Tensor
         Pairs left out because a state or the target's output is not finite.
     """
-    keep = _finite_rows(x, x_next)
-    x, x_next = _zero_rows(x, keep), _zero_rows(x_next, keep)
+    keep = finite_rows(x, x_next)
+    x, x_next = zero_rows(x, keep), zero_rows(x_next, keep)
     with torch.no_grad():
         goal = target(sigma_next, x_next)
-        keep = keep & _finite_rows(goal)
-        goal = _zero_rows(goal, keep)
+        keep = keep & finite_rows(goal)
+        goal = zero_rows(goal, keep)
     error = student(sigma, x) - goal
     if kind == "l2":
         return _masked_mean(error.square().mean(-1), keep)

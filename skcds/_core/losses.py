@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["LOSSES", "get_loss", "kl", "log_variance"]
+__all__ = ["LOSSES", "finite_rows", "get_loss", "kl", "log_variance", "zero_rows"]
 
 _LIMIT = 1e8
 
@@ -36,6 +36,21 @@ def kl(log_w: Tensor) -> tuple[Tensor, Tensor]:
     differentiable end to end (reparametrisation)."""
     filled, keep, count = _mask(log_w)
     return -filled.sum() / count.clamp(min=1).to(log_w.dtype), log_w.shape[0] - count
+
+
+def finite_rows(*tensors: Tensor) -> Tensor:
+    """``(n,)`` mask of the rows finite in every ``(n, d)`` tensor."""
+    keep = torch.isfinite(tensors[0]).all(-1)
+    for tensor in tensors[1:]:
+        keep = keep & torch.isfinite(tensor).all(-1)
+    return keep
+
+
+def zero_rows(x: Tensor, keep: Tensor) -> Tensor:
+    """``x`` with the rows outside ``keep`` set to zero. A masked row must still meet the
+    network with finite inputs: its loss term gets a zero gradient, but ``0 * nan = nan``
+    would poison every parameter's gradient and skip the whole update."""
+    return torch.where(keep[:, None], x, torch.zeros_like(x))
 
 
 LOSSES = {"log_variance": log_variance, "kl": kl}

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from .losses import finite_rows, zero_rows
 from .networks import TimeFeatures
 
 __all__ = [
@@ -134,11 +135,10 @@ def _sde(control, process, energy, times, x0, noise, step=None, record=True, gen
 
 def _finite_or_dead(values: Tensor, alive: Tensor) -> tuple[Tensor, Tensor]:
     """Rows of ``values`` (``(n, d)``) that are not finite end their trajectory: ``alive``
-    loses them, and they continue as zeros, so that a dead trajectory (whose log-weight is
-    NaN, left out of every loss) never feeds NaN to the network, whose gradient would be
-    ``0 * nan = nan`` for every parameter, skipping the whole update."""
-    alive = alive & torch.isfinite(values).all(-1)
-    return torch.where(alive[:, None], values, torch.zeros_like(values)), alive
+    loses them, and they continue as zeros (see :func:`~skcds._core.losses.zero_rows`); a
+    dead trajectory's sample and log-weight are NaN, left out of every loss."""
+    alive = alive & finite_rows(values)
+    return zero_rows(values, alive), alive
 
 
 class _DeadRowsBlock:

@@ -54,7 +54,7 @@ def _map_tensors(obj, fn):
     return obj
 
 
-class _deferred_interrupt:
+class _DeferredInterrupt:
     """Within the block, a first SIGINT only sets ``requested``; a second one raises
     ``KeyboardInterrupt`` at once. Signal handlers can be set in the main thread only:
     elsewhere the block changes nothing."""
@@ -221,7 +221,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         origin = time.perf_counter() - (self.history_[-1]["elapsed"] if self.history_ else 0.0)
         bar = tqdm(total=n_iter, disable=self.verbose < 1, desc=type(self).__name__)
         try:
-            with _deferred_interrupt() as interrupt:
+            with _DeferredInterrupt() as interrupt:
                 for _ in range(n_iter):
                     record = self._iteration(origin)
                     self._warn_if_often_nonfinite()
