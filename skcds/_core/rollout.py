@@ -91,8 +91,12 @@ def _sde(control, process, energy, times, x0, noise, step=None, record=True, gen
     log_rnd = process.prior_log_prob(x0)
     x, xs, scores, controls = x0, [x0], [], []
     alive = torch.isfinite(x0).all(-1)
-    # losses need dead trajectories kept apart; plain sampling lets NaN flow (cheaper)
-    guard = _finite_or_dead if record or torch.is_grad_enabled() else _unguarded
+    # A trajectory that meets a non-finite value is dead: its sample and log-weight are NaN
+    # and every loss leaves it out. Its NaN must not reach the gradient (0 * nan = nan for
+    # every parameter). Differentiated through (KL), it continues as zeros from the step it
+    # dies; otherwise NaN flows (cheaper), and the recorded rows are zeroed at the end.
+    differentiable = torch.is_grad_enabled()
+    guard = _finite_or_dead if differentiable else _unguarded
     block = _DeadRowsBlock()
     for k in range(dts.shape[0]):
         dt = dts[k]
@@ -107,7 +111,7 @@ def _sde(control, process, energy, times, x0, noise, step=None, record=True, gen
         sigma = features.sigma[k, 0]
         x_next = x + (process.drift(times[k], x) + sigma * u) * dt + sigma * dt.sqrt() * xi
         x_next, alive = guard(x_next, alive)
-        if x_next.requires_grad:  # a differentiable rollout (KL): see _DeadRowsBlock
+        if differentiable and x_next.requires_grad:  # see _DeadRowsBlock
             x_next.register_hook(block)
         # log q(x_next | x) - log p_ref(x | x_next), both Gaussian
         residual = (x - a[k] * x_next).square().sum(-1)
@@ -115,22 +119,18 @@ def _sde(control, process, energy, times, x0, noise, step=None, record=True, gen
         x = x_next
         if record:
             xs.append(x), scores.append(score), controls.append(u)
+    log_rnd = log_rnd + process.terminal_log_prob(x)
+    if not differentiable:  # NaN or inf anywhere on a path reaches its end state or log_rnd
+        alive = alive & finite_rows(x) & torch.isfinite(log_rnd)
     block.dead = ~alive
-    log_rnd = _dead_to_nan(log_rnd + process.terminal_log_prob(x), alive)
+    log_rnd = _dead_to_nan(log_rnd, alive)
     log_target = _dead_to_nan(energy._log_prob(x), alive)
     if not record:
         return Rollout(_dead_to_nan(x, alive), log_rnd, log_target)
-    scores.append(_finite_or_dead(energy._grad_log_prob(x), alive)[0])
-    stack = torch.stack
-    return Rollout(
-        _dead_to_nan(x, alive),
-        log_rnd,
-        log_target,
-        stack(xs),
-        stack(scores),
-        stack(controls),
-        noise,
-    )
+    scores.append(energy._grad_log_prob(x))
+    keep = alive[None, :, None]  # whole dead rows to zero, for the losses' networks
+    xs, scores, controls = (torch.where(keep, torch.stack(t), 0.0) for t in (xs, scores, controls))
+    return Rollout(_dead_to_nan(x, alive), log_rnd, log_target, xs, scores, controls, noise)
 
 
 def _finite_or_dead(values: Tensor, alive: Tensor) -> tuple[Tensor, Tensor]:
