@@ -113,3 +113,24 @@ def test_laplace_whitening_is_exact_and_none_samples_the_raw_posterior():
     assert raw.score(X, Y) >= 0.85
     with pytest.raises(ValueError, match="'precondition' parameter .* must be one of"):
         BayesianLogisticRegression(precondition="qr").fit(X, Y)
+
+
+@pytest.mark.parametrize(
+    "param, value",
+    [
+        ("prior_scale", 0.0),
+        ("prior_scale", float("nan")),
+        ("fit_intercept", "yes"),
+        ("n_posterior_samples", 0),
+        ("precondition", "laplas"),
+        ("sampling_steps", 0),
+        ("sampling_steps", 2.0),
+        ("random_state", -1),
+        ("random_state", "seed"),
+    ],
+)
+def test_every_parameter_is_validated_before_any_training(param, value):
+    classifier = BayesianLogisticRegression(**{param: value})
+    with pytest.raises(ValueError, match=f"The '{param}' parameter of BayesianLogisticRegression"):
+        classifier.fit(X, Y)
+    assert not hasattr(classifier, "sampler_")
