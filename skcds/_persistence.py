@@ -18,7 +18,7 @@ import torch
 
 from ._core import networks, reference
 from ._core.training import EMA
-from ._version import __version__
+from ._version import __version__, is_compatible
 from .exceptions import IncompatibleModelError
 
 __all__ = ["load", "save"]
@@ -297,9 +297,7 @@ def load(path, *, energy=None):
             f"{os.fspath(path)!r} is not an skcds model file (no {_FORMAT!r} header)."
         )
     saved = str(payload.get("skcds_version"))
-    if payload.get("format_version") != _FORMAT_VERSION or (
-        saved.split(".")[:2] != __version__.split(".")[:2]
-    ):
+    if payload.get("format_version") != _FORMAT_VERSION or not is_compatible(saved):
         raise IncompatibleModelError(
             f"{os.fspath(path)!r} was saved by skcds {saved} (file format "
             f"{payload.get('format_version')}); skcds {__version__} cannot load it."

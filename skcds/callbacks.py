@@ -6,9 +6,9 @@ iteration, with ``record`` the iteration's row of ``history_``.
 
 from __future__ import annotations
 
-import numbers
 import os
 
+from ._estimators._validation import positive_int
 from ._persistence import write_model
 
 __all__ = ["Checkpoint"]
@@ -53,7 +53,7 @@ class Checkpoint:
     """
 
     def __init__(self, path, every: int = 1000) -> None:
-        if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
+        if not positive_int().accepts(every):
             raise ValueError(f"Checkpoint's 'every' must be an int >= 1; got {every!r}.")
         self.path, self.every = os.fspath(path), int(every)
         folder = os.path.dirname(os.path.abspath(self.path))

@@ -12,7 +12,6 @@ import threading
 import time
 import warnings
 
-import numpy as np
 import torch
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
@@ -26,7 +25,7 @@ from .._core.training import (
     make_scheduler,
     optimizer_step,
 )
-from .._version import __version__
+from .._version import __version__, is_compatible
 from ..energies._base import dynamics_view
 from ..exceptions import (
     EnergyError,
@@ -77,7 +76,7 @@ class _DeferredInterrupt:
 
 def check_saved_version(owner: str, version: str | None) -> None:
     """Refuse a pickle written by another minor version of skcds (or by none)."""
-    if version is None or version.split(".")[:2] != __version__.split(".")[:2]:
+    if not is_compatible(version):
         raise IncompatibleModelError(
             f"This {owner} was saved by skcds {version or '(unknown)'}; "
             f"skcds {__version__} cannot load it. Refit it or install that version."
@@ -323,11 +322,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         return v.make_generator(random_state, self.device_)
 
     def _check_n(self, n_samples, name: str = "n_samples") -> int:
-        if (
-            isinstance(n_samples, bool)
-            or not isinstance(n_samples, (int, np.integer))
-            or n_samples < 1
-        ):
+        if not v.positive_int().accepts(n_samples):
             raise ValueError(f"'{name}' must be an int >= 1; got {n_samples!r}.")
         return int(n_samples)
 

@@ -3,8 +3,6 @@ regression posterior and predicts by averaging over posterior samples."""
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
 from scipy import optimize
@@ -39,10 +37,6 @@ def _laplace(posterior: LogisticRegressionPosterior) -> tuple[np.ndarray, np.nda
     hessian = -posterior._hessian_log_prob(torch.as_tensor(mode)[None])[0].numpy()
     covariance = np.linalg.inv(hessian)
     return mode, np.linalg.cholesky((covariance + covariance.T) / 2)
-
-
-def _is_positive_int(n) -> bool:
-    return isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1
 
 
 class BayesianLogisticRegression(ClassifierMixin, BaseEstimator):
@@ -129,9 +123,7 @@ class BayesianLogisticRegression(ClassifierMixin, BaseEstimator):
         "fit_intercept": v.Constraint(bool, None, "a bool"),
         "n_posterior_samples": v.positive_int(),
         "precondition": v.one_of("laplace", "none"),
-        "sampling_steps": v.Constraint(
-            object, lambda n: n is None or _is_positive_int(n), "None or an int >= 1"
-        ),
+        "sampling_steps": v.optional(v.positive_int()),
         "random_state": v.RANDOM_STATE,
     }
 

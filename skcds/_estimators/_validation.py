@@ -21,13 +21,19 @@ class Constraint:
     def __init__(self, types, check=None, description: str = "", options=None) -> None:
         self.types, self.check, self.description, self.options = types, check, description, options
 
+    def accepts(self, value) -> bool:
+        """Whether ``value`` satisfies the constraint (bools are not numbers here)."""
+        if self.options is not None:
+            return value in self.options
+        ok = isinstance(value, self.types) and (self.types is bool or not isinstance(value, bool))
+        return ok and (self.check is None or bool(self.check(value)))
+
     def validate(self, owner: str, name: str, value) -> None:
         if self.options is not None:
             if value not in self.options:
                 raise ValueError(_unknown_option(owner, name, value, self.options))
             return
-        ok = isinstance(value, self.types) and (self.types is bool or not isinstance(value, bool))
-        if not ok or (self.check is not None and not self.check(value)):
+        if not self.accepts(value):
             raise ValueError(
                 f"The '{name}' parameter of {owner} must be {self.description}. "
                 f"Got {value!r} instead."
@@ -49,6 +55,13 @@ def positive_int(description="an int >= 1"):
 
 def positive_float(description="a float > 0"):
     return Constraint(numbers.Real, lambda v: v > 0 and np.isfinite(v), description)
+
+
+def optional(constraint: Constraint) -> Constraint:
+    """``None`` or a value that ``constraint`` accepts."""
+    return Constraint(
+        object, lambda v: v is None or constraint.accepts(v), f"None or {constraint.description}"
+    )
 
 
 def one_of(*options):
@@ -87,7 +100,8 @@ def probe_energy(energy: Energy, x: torch.Tensor, score: bool = True) -> None:
     on bad output, and warn if the density obviously does not decay (see
     :func:`warn_if_improper`)."""
     near = energy.log_prob(x)
-    dynamics_view(energy, score)._grad_log_prob(x)
+    if score:
+        dynamics_view(energy)._grad_log_prob(x)  # raises on a bad or missing score
     warn_if_improper(energy, near)
 
 
