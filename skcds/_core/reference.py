@@ -28,7 +28,14 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["REFERENCES", "BrownianProcess", "OUProcess", "VPProcess", "get_reference"]
+__all__ = [
+    "FLOW_REFERENCES",
+    "REFERENCES",
+    "BrownianProcess",
+    "OUProcess",
+    "VPProcess",
+    "get_reference",
+]
 
 
 class VPProcess:
@@ -177,6 +184,8 @@ class BrownianProcess:
 
 
 REFERENCES = {"vp": VPProcess, "ou": OUProcess, "brownian": BrownianProcess}
+# the references whose probability-flow ODE the flow samplers (SCDS, CDDS) integrate
+FLOW_REFERENCES = tuple(name for name, cls in REFERENCES.items() if cls.has_flow)
 
 
 def get_reference(name: str, **kwargs):

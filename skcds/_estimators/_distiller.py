@@ -14,7 +14,7 @@ from .._core.flow import euler_flow, heun_flow
 from .._core.grids import uniform_grid
 from .._core.logdet import map_log_abs_det
 from .._core.networks import ConsistencyNet
-from .._core.reference import REFERENCES
+from .._core.reference import FLOW_REFERENCES
 from .._core.training import EMA
 from . import _validation as v
 from ._base import _BaseSampler
@@ -228,8 +228,7 @@ class ConsistentDistiller(_BaseSampler):
                 "ConsistentDistiller's 'teacher' must be a DiffusionSampler (fitted or not); "
                 f"got {type(self.teacher).__name__}."
             )
-        process = REFERENCES.get(self.teacher.reference)
-        if process is None or not process.has_flow:
+        if self.teacher.reference not in FLOW_REFERENCES:
             raise ValueError(
                 "ConsistentDistiller distils the probability-flow ODE of DIS: the teacher's "
                 f"'reference' must be 'vp'; got {self.teacher.reference!r}."

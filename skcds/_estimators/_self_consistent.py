@@ -8,7 +8,7 @@ import torch
 
 from .._core.consistency import sample_jumps, self_consistency_loss
 from .._core.networks import ControlNet
-from .._core.reference import REFERENCES
+from .._core.reference import FLOW_REFERENCES
 from . import _validation as v
 from ._diffusion import DiffusionSampler
 
@@ -126,7 +126,7 @@ class SelfConsistentSampler(DiffusionSampler):
         **DiffusionSampler._parameter_constraints,
         "n_steps": v.Constraint(numbers.Integral, _power_of_two, "a power of two >= 2"),
         # the jumps follow the probability-flow ODE: only references that have one
-        "reference": v.one_of(*(name for name, cls in REFERENCES.items() if cls.has_flow)),
+        "reference": v.one_of(*FLOW_REFERENCES),
         "update": v.one_of("alternate", "sum"),
         "consistency_weight": v.Constraint(
             numbers.Real, lambda w: 0 <= w < float("inf"), "a finite float >= 0"
