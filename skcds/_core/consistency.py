@@ -20,6 +20,9 @@ from .losses import finite_rows, zero_rows
 __all__ = [
     "coarse_indices",
     "distillation_loss",
+    "fine_flow_states",
+    "flow_map_loss",
+    "orientation_penalty",
     "sample_jumps",
     "self_consistency_loss",
 ]
@@ -51,7 +54,8 @@ def _velocity(control, process, t: Tensor, x: Tensor, score: Tensor, step: Tenso
 
 
 def self_consistency_loss(
-    control, process, energy, times: Tensor, xs: Tensor, scores: Tensor, starts, lengths
+    control, process, energy, times: Tensor, xs: Tensor, scores: Tensor, starts, lengths,
+    teacher=None,
 ) -> Tensor:
     """Mean squared gap between one jump of length ``2d`` and two of length ``d`` (eq. 11).
 
@@ -63,6 +67,9 @@ def self_consistency_loss(
         States of SDE trajectories and the target scores there (detached).
     starts, lengths : Tensor of shape (n,)
         Jumps from :func:`sample_jumps`, one per trajectory.
+    teacher : control, optional
+        Takes the two half jumps (e.g. EMA weights); defaults to ``control`` itself under
+        stop-gradient (the paper).
 
     Returns
     -------
@@ -77,15 +84,121 @@ def self_consistency_loss(
     half = 0.5 * jump
     keep = finite_rows(x, score)
     x, score = zero_rows(x, keep), zero_rows(score, keep)
+    teacher = control if teacher is None else teacher
     with torch.no_grad():
-        x_half = x + half[:, None] * _velocity(control, process, t, x, score, half)
+        x_half = x + half[:, None] * _velocity(teacher, process, t, x, score, half)
         score_half = energy._grad_log_prob(x_half)
-        v_half = _velocity(control, process, t + half, x_half, score_half, half)
+        v_half = _velocity(teacher, process, t + half, x_half, score_half, half)
         target = x_half + half[:, None] * v_half
         keep = keep & finite_rows(target)
         target = zero_rows(target, keep)
     student = x + jump[:, None] * _velocity(control, process, t, x, score, jump)
     return _masked_mean((target - student).square().mean(-1), keep)
+
+
+def fine_flow_states(control, process, energy, times: Tensor, x0: Tensor):
+    """States and target scores ``(N + 1, n, d)`` of the ``N``-step Euler flow of the
+    grid-step control from ``x0`` (the diffusion sampler the network also is), no gradient."""
+    states, scores = [x0], []
+    x = x0
+    with torch.no_grad():
+        for j in range(times.shape[0] - 1):
+            t, dt = times[j : j + 1], times[j + 1] - times[j]
+            score = energy._grad_log_prob(x)
+            scores.append(score)
+            x = x + dt * flow_velocity(control, process, t, x[None], score[None], dt.reshape(1))[0]
+            states.append(x)
+        scores.append(energy._grad_log_prob(x))
+    return torch.stack(states), torch.stack(scores)
+
+
+def flow_map_loss(
+    control, process, energy, times: Tensor, x0: Tensor, starts, lengths, teacher=None
+):
+    """Mean squared gap between jumps and the network's own fine flow (self-distillation).
+
+    The ``N``-step Euler flow of the grid-step control (``teacher``'s, or ``control``'s under
+    stop-gradient) is run from ``x0``; every jump is then regressed onto it: the one jump
+    ``x_0 -> x_N`` for every row, and one jump ``(start, length)`` per row from the flow's
+    state at ``start`` onto its state at ``start + length``. Unlike the self-consistency
+    chain, whose targets are built from ``log2 N`` levels of bootstrapped jumps, these targets
+    carry only the error of the trained diffusion sampler, and the jumps start where a
+    ``k``-step sampler goes (on flow trajectories from the prior), not on SDE paths.
+
+    Parameters
+    ----------
+    times : Tensor of shape (N + 1,)
+        The training grid.
+    x0 : Tensor of shape (n, d)
+        Prior samples.
+    starts, lengths : Tensor of shape (n,)
+        Jumps from :func:`sample_jumps`, one per row.
+    teacher : control, optional
+        Runs the fine flow; defaults to ``control`` under stop-gradient.
+
+    Returns
+    -------
+    value : Tensor
+        Mean over rows and coordinates of the one-jump and the random-jump errors;
+        differentiable in the jumps only.
+    n_masked : Tensor
+        Rows left out because the flow is not finite.
+    """
+    states, scores = fine_flow_states(
+        control if teacher is None else teacher, process, energy, times, x0
+    )
+    keep = finite_rows(states[-1], x0)
+    rows = torch.arange(x0.shape[0], device=x0.device)
+    step = times[1] - times[0]
+    n = x0.shape[0]
+    begin = torch.cat([torch.zeros_like(starts), starts])
+    span = torch.cat([torch.full_like(lengths, times.shape[0] - 1), lengths])
+    rows = torch.cat([rows, rows])
+    keep = torch.cat([keep, keep])
+    x, score = zero_rows(states[begin, rows], keep), zero_rows(scores[begin, rows], keep)
+    goal = zero_rows(states[begin + span, rows], keep)
+    jump = span.to(times.dtype) * step
+    student = x + jump[:, None] * _velocity(control, process, times[begin], x, score, jump)
+    value, _ = _masked_mean((goal - student).square().mean(-1), keep)
+    return value, n - keep[:n].sum()
+
+
+def orientation_penalty(control, process, energy, x0: Tensor, length, margin: float = 0.01):
+    """Hinge on the orientation of the first jump of length ``length`` from the prior.
+
+    The probability flow preserves orientation (its map starts at the identity), so an
+    injective jump has ``det J > 0`` everywhere; a reversed sample proves a fold and breaks
+    the change-of-variables weights. With ``g = sign(det J) |det J|^(1/d)`` (the signed
+    geometric mean of the singular values, comparable across dimensions) the penalty is
+    ``mean(relu(margin - g))``: zero on a map that keeps its orientation with a margin, and
+    its gradient turns reversed samples back. Jumps from ``t = 0`` need no Hessian of the
+    target (the Langevin term weighs the target score by ``t / T = 0`` there).
+
+    Parameters
+    ----------
+    x0 : Tensor of shape (n, d)
+        Prior samples.
+    length : 0-d Tensor
+        Jump length (and its step conditioning), ``T / k`` for the ``k``-step sampler.
+    margin : float, default=0.01
+
+    Returns
+    -------
+    value : Tensor
+        Differentiable in the control's parameters.
+    reversed : Tensor
+        Fraction of samples with ``det J <= 0``.
+    """
+    from .flow import step_jacobian
+
+    t = torch.zeros((), dtype=x0.dtype, device=x0.device)
+    jac = step_jacobian(control, process, energy, t, length, x0, length)
+    sign, log_abs = torch.linalg.slogdet(jac)
+    signed = sign * (log_abs / x0.shape[-1]).exp()
+    keep = torch.isfinite(signed)
+    signed = torch.where(keep, signed, torch.zeros_like(signed))
+    value, _ = _masked_mean(torch.relu(margin - signed), keep)
+    return value, (sign <= 0).to(x0.dtype).mean()
 
 
 def coarse_indices(n_steps: int, n_points: int) -> list[int]:

@@ -6,15 +6,25 @@ import numbers
 
 import torch
 
-from .._core.consistency import sample_jumps, self_consistency_loss
+from .._core.consistency import (
+    flow_map_loss,
+    orientation_penalty,
+    sample_jumps,
+    self_consistency_loss,
+)
 from .._core.networks import ControlNet
 from .._core.reference import FLOW_REFERENCES
+from .._core.training import EMA
 from . import _validation as v
 from ._diffusion import DiffusionSampler
 
 
 def _power_of_two(n) -> bool:
     return n >= 2 and n & (n - 1) == 0
+
+
+_WEIGHT = v.Constraint(numbers.Real, lambda w: 0 <= w < float("inf"), "a finite float >= 0")
+_TEACHER_DECAY = 0.99  # EMA of the self-consistency teacher: a window of ~100 iterations
 
 
 class SelfConsistentSampler(DiffusionSampler):
@@ -128,10 +138,12 @@ class SelfConsistentSampler(DiffusionSampler):
         # the jumps follow the probability-flow ODE: only references that have one
         "reference": v.one_of(*FLOW_REFERENCES),
         "update": v.one_of("alternate", "sum"),
-        "consistency_weight": v.Constraint(
-            numbers.Real, lambda w: 0 <= w < float("inf"), "a finite float >= 0"
-        ),
+        "consistency_weight": _WEIGHT,
+        "consistency_target": v.one_of("online", "ema"),
+        "flow_map_weight": _WEIGHT,
+        "fold_weight": _WEIGHT,
     }
+    _ema_attributes = ("_ema", "_teacher")
 
     def __init__(
         self,
@@ -143,6 +155,9 @@ class SelfConsistentSampler(DiffusionSampler):
         learning_rate: float = 5e-3,
         update: str = "alternate",
         consistency_weight: float = 1.0,
+        consistency_target: str = "online",
+        flow_map_weight: float = 0.0,
+        fold_weight: float = 0.0,
         loss: str = "log_variance",
         reference: str = "vp",
         width: int = 64,
@@ -175,6 +190,25 @@ class SelfConsistentSampler(DiffusionSampler):
         )
         self.update = update
         self.consistency_weight = consistency_weight
+        self.consistency_target = consistency_target
+        self.flow_map_weight = flow_map_weight
+        self.fold_weight = fold_weight
+
+    def _initialize(self, energy) -> None:
+        super()._initialize(energy)
+        ema = self.consistency_target == "ema"
+        self._teacher = EMA(self.control_, cap=_TEACHER_DECAY) if ema else None
+
+    def _update_ema(self, iteration: int) -> None:
+        super()._update_ema(iteration)
+        if getattr(self, "_teacher", None) is not None:
+            self._teacher.update(self.control_)
+
+    @property
+    def _teacher_control(self):
+        """The network that takes the targets' steps (EMA weights or the online ones)."""
+        teacher = getattr(self, "_teacher", None)
+        return None if teacher is None else teacher.module
 
     def _build(self, dim: int, generator: torch.Generator) -> ControlNet:
         return ControlNet(
@@ -197,8 +231,27 @@ class SelfConsistentSampler(DiffusionSampler):
         args = (self.control_, self.reference_, self._dynamics_energy, self._grid(self.n_steps))
         xs, scores = roll.xs.detach(), roll.scores.detach()
         # rows masked here are those of trajectories the diffusion loss already counted
-        loss, _ = self_consistency_loss(*args, xs, scores, starts, lengths)
-        return self.consistency_weight * loss / self.n_features_in_
+        teacher = self._teacher_control
+        loss, _ = self_consistency_loss(*args, xs, scores, starts, lengths, teacher)
+        loss = self.consistency_weight * loss
+        m = max(2, self.batch_size // 4)
+        x0 = xs[0, :m]
+        if self.flow_map_weight:
+            jumps = (starts[:m], lengths[:m])  # rows m.. keep their own jumps above
+            flow_map, _ = flow_map_loss(*args, x0, *jumps, teacher)
+            loss = loss + self.flow_map_weight * flow_map
+        if self.fold_weight:
+            loss = loss + self.fold_weight * self._fold_penalty(args, x0)
+        return loss / self.n_features_in_
+
+    def _fold_penalty(self, args, x0):
+        """Orientation penalty of the first jump of the 1-step sampler and of one k-step
+        sampler, k = 2, 4, ... drawn in turn (first jumps start at t = 0: no Hessian)."""
+        total = args[3][-1]
+        levels = self.n_steps.bit_length() - 1
+        k = 2 ** int(torch.randint(1, levels + 1, (), generator=self._generator, device=self.device_))
+        penalties = [orientation_penalty(*args[:3], x0, total / j)[0] for j in (1, k)]
+        return sum(penalties)
 
     def _training_steps(self, iteration: int):
         loss, n_nonfinite, roll = self._diffusion_loss()
@@ -234,6 +287,7 @@ class SelfConsistentSampler(DiffusionSampler):
         random_state=None,
         return_log_weights=False,
         return_tensor=False,
+        mcmc_steps: int = 0,
         method: str = "ode",
         log_det: str = "auto",
     ):
@@ -265,6 +319,13 @@ class SelfConsistentSampler(DiffusionSampler):
             with a warning if the map provably folds), ``'stochastic'`` (stochastic Lanczos
             quadrature; noisy, so ``exp`` of the weights is biased; no fold check) or
             ``'auto'`` (exact up to 256 dimensions). See the user guide.
+        mcmc_steps : int, default=0
+            Metropolis-adjusted Langevin moves on the energy from each sample, which make
+            sampling asymptotically exact whatever the sampler's quality (each move leaves the
+            target invariant; its step and per-coordinate scale are tuned beforehand on 256
+            independent pilot samples, then fixed). Costs ``n_samples * (mcmc_steps + 1)``
+            evaluations of ``log rho`` and its gradient, plus 15 360 for tuning; not
+            with ``return_log_weights``.
 
         Returns
         -------
@@ -273,5 +334,7 @@ class SelfConsistentSampler(DiffusionSampler):
             Only when ``return_log_weights=True``.
         """
         options = {"method": method, "log_det": log_det}
-        x, w = self._draw(n_samples, n_steps, random_state, return_log_weights, **options)
+        x, w = self._draw(
+            n_samples, n_steps, random_state, return_log_weights, mcmc_steps, **options
+        )
         return self._output(x, w, return_log_weights, return_tensor)

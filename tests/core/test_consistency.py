@@ -260,3 +260,84 @@ def test_non_finite_pairs_are_left_out_of_the_distillation_loss(kind):
     assert int(n_masked) == 4 and _finite_gradients(student)
     clean, _ = distillation_loss(student, student, s, x[4:], s_next, x_next[4:], kind)
     torch.testing.assert_close(loss.detach(), clean.detach())
+
+
+# ---------------------------------------------------------------- endpoint and orientation
+
+
+@pytest.mark.parametrize("c", [(0.0, 0.0), (0.0, 1.5)])
+def test_flow_map_loss_vanishes_when_jumps_are_the_fine_flow(c):
+    from skcds._core.consistency import flow_map_loss
+
+    energy, times, xs, _, starts, lengths = batch_of_paths()
+    args = (EulerExactControl(c), VP, energy, times, xs[0], starts, lengths)
+    loss, n_masked = flow_map_loss(*args)
+    assert float(loss) < 1e-24 and int(n_masked) == 0
+
+
+def test_flow_map_loss_regresses_jumps_onto_the_frozen_fine_flow():
+    from skcds._core.consistency import fine_flow_states, flow_map_loss
+
+    energy, times, xs, _, starts, lengths = batch_of_paths()
+    net = step_net()
+    loss, _ = flow_map_loss(net, VP, energy, times, xs[0], starts, lengths)
+    assert float(loss.detach()) > 1e-3
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+    net.zero_grad(set_to_none=True)
+
+    frozen = copy.deepcopy(net).requires_grad_(False)
+    states, _ = fine_flow_states(frozen, VP, energy, times, xs[0])
+    n_steps, rows = times.shape[0] - 1, torch.arange(xs.shape[1])
+
+    def jump_error(start, length):
+        x = states[start, rows]
+        t, jump = times[start], length.to(F64) / n_steps
+        score = energy._grad_log_prob(x)
+        v = flow_velocity(net, VP, t, x[:, None], score[:, None], jump)[:, 0]
+        return (states[start + length, rows] - (x + jump[:, None] * v)).square().mean(-1)
+
+    whole = jump_error(torch.zeros_like(starts), torch.full_like(lengths, n_steps))
+    reference = torch.cat([whole, jump_error(starts, lengths)]).mean()
+    torch.testing.assert_close(loss.detach(), reference.detach(), rtol=1e-12, atol=0)
+    reference.backward()
+    for name, p in net.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(grads[name], p.grad, rtol=1e-10, atol=1e-14)
+
+
+class FoldingControl(_AnalyticControl):
+    """One jump of length 1 from t = 0 is ``x -> x + (-a x_0 exp(-x_0^2), 0)``: its Jacobian
+    determinant ``1 - a exp(-x_0^2) (1 - 2 x_0^2)`` is negative near ``x_0 = 0`` for ``a > 1``
+    (the map folds there) and positive everywhere for ``a < 1``."""
+
+    def __init__(self, a: float) -> None:
+        self.a = torch.nn.Parameter(torch.tensor(a, dtype=F64))
+
+    def control(self, features, x, score):
+        bump = -self.a * x[..., 0] * torch.exp(-x[..., 0].square())
+        v = torch.stack([bump, torch.zeros_like(bump)], dim=-1)
+        sigma = features.sigma
+        return (2 * v - sigma**2 * x) / sigma
+
+
+def test_orientation_penalty_detects_and_unfolds_a_folding_map():
+    from skcds._core.consistency import orientation_penalty
+
+    energy = GaussianMixture.grid().double()
+    x0 = torch.randn(512, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    one = torch.tensor(1.0, dtype=F64)
+    unfolded, reversed_ = orientation_penalty(FoldingControl(0.5), VP, energy, x0, one)
+    assert float(unfolded.detach()) == 0.0 and float(reversed_) == 0.0
+    control = FoldingControl(2.0)
+    penalty, reversed_ = orientation_penalty(control, VP, energy, x0, one)
+    assert float(penalty.detach()) > 0.01 and 0.1 < float(reversed_) < 0.9
+    optimizer = torch.optim.SGD([control.a], lr=0.5)
+    for _ in range(200):
+        optimizer.zero_grad()
+        penalty, reversed_ = orientation_penalty(control, VP, energy, x0, one)
+        if float(penalty.detach()) == 0:
+            break
+        penalty.backward()
+        optimizer.step()
+    assert float(reversed_) == 0.0 and float(control.a.detach()) < 1.0
