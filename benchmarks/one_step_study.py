@@ -40,6 +40,9 @@ VARIANTS = {
     "flowmap_fold": {"flow_map_weight": 1.0, "fold_weight": 1.0},
     "flowmap_fold_ema": {"flow_map_weight": 1.0, "fold_weight": 1.0, "consistency_target": "ema"},
     "flowmap_fold_nosc": {"flow_map_weight": 1.0, "fold_weight": 1.0, "consistency_weight": 0.0},
+    "flowmap_fold_kl": {"flow_map_weight": 1.0, "fold_weight": 1.0, "kl_weight": 0.1},
+    "flowmap_fold_kl1": {"flow_map_weight": 1.0, "fold_weight": 1.0, "kl_weight": 1.0},
+    "fold_kl": {"fold_weight": 1.0, "kl_weight": 0.1},
 }
 
 

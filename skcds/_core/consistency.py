@@ -21,7 +21,9 @@ __all__ = [
     "coarse_indices",
     "distillation_loss",
     "fine_flow_states",
+    "first_jump",
     "flow_map_loss",
+    "one_step_kl",
     "orientation_penalty",
     "sample_jumps",
     "self_consistency_loss",
@@ -98,15 +100,23 @@ def self_consistency_loss(
 
 def fine_flow_states(control, process, energy, times: Tensor, x0: Tensor):
     """States and target scores ``(N + 1, n, d)`` of the ``N``-step Euler flow of the
-    grid-step control from ``x0`` (the diffusion sampler the network also is), no gradient."""
+    grid-step control from ``x0`` (the diffusion sampler the network also is), no gradient.
+    The time-only features of all ``N`` steps are computed in one call, as in the rollouts
+    (per-step calls of the three time networks cost more than the state network)."""
+    from .rollout import _step_features, _time_features
+
+    step = (times[1:2] - times[:1]) if getattr(control, "step_conditioned", False) else None
     states, scores = [x0], []
     x = x0
     with torch.no_grad():
+        features = _time_features(control, process, times, step)
         for j in range(times.shape[0] - 1):
-            t, dt = times[j : j + 1], times[j + 1] - times[j]
             score = energy._grad_log_prob(x)
             scores.append(score)
-            x = x + dt * flow_velocity(control, process, t, x[None], score[None], dt.reshape(1))[0]
+            f = _step_features(features, j)
+            u = control.control(f, x[None], score[None])[0]
+            velocity = process.drift(times[j], x) + 0.5 * f.sigma[0] * u
+            x = x + (times[j + 1] - times[j]) * velocity
             states.append(x)
         scores.append(energy._grad_log_prob(x))
     return torch.stack(states), torch.stack(scores)
@@ -163,24 +173,32 @@ def flow_map_loss(
     return value, n - keep[:n].sum()
 
 
-def orientation_penalty(control, process, energy, x0: Tensor, length, margin: float = 0.01):
-    """Hinge on the orientation of the first jump of length ``length`` from the prior.
+def first_jump(control, process, energy, x0: Tensor, length):
+    """The first jump ``x0 -> x1`` of length ``length`` from ``t = 0`` and the sign and
+    ``log |det|`` of its exact Jacobian, all differentiable in the control's parameters.
+    Jumps from ``t = 0`` need no Hessian of the target (the Langevin term weighs the target
+    score by ``t / T = 0`` there)."""
+    from .flow import step_jacobian
+
+    t = torch.zeros((), dtype=x0.dtype, device=x0.device)
+    sign, log_abs = torch.linalg.slogdet(
+        step_jacobian(control, process, energy, t, length, x0, length)
+    )
+    score = energy._grad_log_prob(x0)
+    t, step = t.expand(x0.shape[0]), length.expand(x0.shape[0])
+    x1 = x0 + length * _velocity(control, process, t, x0, score, step)
+    return x1, sign, log_abs
+
+
+def orientation_penalty(sign: Tensor, log_abs: Tensor, dim: int, margin: float = 0.01):
+    """Hinge on the orientation of a jump, from the ``slogdet`` of its Jacobians.
 
     The probability flow preserves orientation (its map starts at the identity), so an
     injective jump has ``det J > 0`` everywhere; a reversed sample proves a fold and breaks
     the change-of-variables weights. With ``g = sign(det J) |det J|^(1/d)`` (the signed
     geometric mean of the singular values, comparable across dimensions) the penalty is
     ``mean(relu(margin - g))``: zero on a map that keeps its orientation with a margin, and
-    its gradient turns reversed samples back. Jumps from ``t = 0`` need no Hessian of the
-    target (the Langevin term weighs the target score by ``t / T = 0`` there).
-
-    Parameters
-    ----------
-    x0 : Tensor of shape (n, d)
-        Prior samples.
-    length : 0-d Tensor
-        Jump length (and its step conditioning), ``T / k`` for the ``k``-step sampler.
-    margin : float, default=0.01
+    its gradient turns reversed samples back.
 
     Returns
     -------
@@ -189,16 +207,23 @@ def orientation_penalty(control, process, energy, x0: Tensor, length, margin: fl
     reversed : Tensor
         Fraction of samples with ``det J <= 0``.
     """
-    from .flow import step_jacobian
-
-    t = torch.zeros((), dtype=x0.dtype, device=x0.device)
-    jac = step_jacobian(control, process, energy, t, length, x0, length)
-    sign, log_abs = torch.linalg.slogdet(jac)
-    signed = sign * (log_abs / x0.shape[-1]).exp()
+    signed = sign * (log_abs / dim).exp()
     keep = torch.isfinite(signed)
     signed = torch.where(keep, signed, torch.zeros_like(signed))
     value, _ = _masked_mean(torch.relu(margin - signed), keep)
-    return value, (sign <= 0).to(x0.dtype).mean()
+    return value, (sign <= 0).to(log_abs.dtype).mean()
+
+
+def one_step_kl(process, energy, x0: Tensor, x1: Tensor, log_abs: Tensor) -> Tensor:
+    """Reverse KL of the one-step map to the target, up to ``log Z``:
+    ``mean(log p_prior(x0) - log |det J(x0)| - log rho(x1))``, from the exact density of the
+    map (valid where it is injective). Differentiable through ``x1`` and ``log |det J|``;
+    its ``-log |det J|`` also repels the map from folding (it grows without bound as a
+    determinant approaches zero)."""
+    value = process.prior_log_prob(x0) - log_abs - energy._log_prob(x1)
+    keep = torch.isfinite(value)
+    value, _ = _masked_mean(torch.where(keep, value, torch.zeros_like(value)), keep)
+    return value
 
 
 def coarse_indices(n_steps: int, n_points: int) -> list[int]:

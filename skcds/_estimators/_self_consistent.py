@@ -7,7 +7,9 @@ import numbers
 import torch
 
 from .._core.consistency import (
+    first_jump,
     flow_map_loss,
+    one_step_kl,
     orientation_penalty,
     sample_jumps,
     self_consistency_loss,
@@ -142,6 +144,7 @@ class SelfConsistentSampler(DiffusionSampler):
         "consistency_target": v.one_of("online", "ema"),
         "flow_map_weight": _WEIGHT,
         "fold_weight": _WEIGHT,
+        "kl_weight": _WEIGHT,
     }
     _ema_attributes = ("_ema", "_teacher")
 
@@ -158,6 +161,7 @@ class SelfConsistentSampler(DiffusionSampler):
         consistency_target: str = "online",
         flow_map_weight: float = 0.0,
         fold_weight: float = 0.0,
+        kl_weight: float = 0.0,
         loss: str = "log_variance",
         reference: str = "vp",
         width: int = 64,
@@ -193,6 +197,7 @@ class SelfConsistentSampler(DiffusionSampler):
         self.consistency_target = consistency_target
         self.flow_map_weight = flow_map_weight
         self.fold_weight = fold_weight
+        self.kl_weight = kl_weight
 
     def _initialize(self, energy) -> None:
         super()._initialize(energy)
@@ -240,18 +245,27 @@ class SelfConsistentSampler(DiffusionSampler):
             jumps = (starts[:m], lengths[:m])  # rows m.. keep their own jumps above
             flow_map, _ = flow_map_loss(*args, x0, *jumps, teacher)
             loss = loss + self.flow_map_weight * flow_map
-        if self.fold_weight:
-            loss = loss + self.fold_weight * self._fold_penalty(args, x0)
+        if self.fold_weight or self.kl_weight:
+            loss = loss + self._one_step_terms(args, x0)
         return loss / self.n_features_in_
 
-    def _fold_penalty(self, args, x0):
-        """Orientation penalty of the first jump of the 1-step sampler and of one k-step
-        sampler, k = 2, 4, ... drawn in turn (first jumps start at t = 0: no Hessian)."""
-        total = args[3][-1]
-        levels = self.n_steps.bit_length() - 1
-        k = 2 ** int(torch.randint(1, levels + 1, (), generator=self._generator, device=self.device_))
-        penalties = [orientation_penalty(*args[:3], x0, total / j)[0] for j in (1, k)]
-        return sum(penalties)
+    def _one_step_terms(self, args, x0):
+        """Terms from the exact Jacobians of first jumps (from t = 0: no Hessian): the
+        orientation penalty of the 1-step map and of one k-step sampler's first jump,
+        k = 2, 4, ... drawn in turn, and the 1-step map's reverse KL."""
+        control, process, energy, times = args
+        total, dim = times[-1], x0.shape[-1]
+        x1, sign, log_abs = first_jump(control, process, energy, x0, total)
+        value = self.kl_weight * one_step_kl(process, energy, x0, x1, log_abs)
+        if self.fold_weight:
+            levels = self.n_steps.bit_length() - 1
+            k = 2 ** int(
+                torch.randint(1, levels + 1, (), generator=self._generator, device=self.device_)
+            )
+            _, sign_k, log_abs_k = first_jump(control, process, energy, x0, total / k)
+            for s, a in ((sign, log_abs), (sign_k, log_abs_k)):
+                value = value + self.fold_weight * orientation_penalty(s, a, dim)[0]
+        return value
 
     def _training_steps(self, iteration: int):
         loss, n_nonfinite, roll = self._diffusion_loss()

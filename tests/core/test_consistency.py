@@ -321,23 +321,88 @@ class FoldingControl(_AnalyticControl):
         return (2 * v - sigma**2 * x) / sigma
 
 
-def test_orientation_penalty_detects_and_unfolds_a_folding_map():
-    from skcds._core.consistency import orientation_penalty
+def _orientation(control, energy, x0, length):
+    from skcds._core.consistency import first_jump, orientation_penalty
 
+    _, sign, log_abs = first_jump(control, VP, energy, x0, length)
+    return orientation_penalty(sign, log_abs, x0.shape[-1])
+
+
+def test_orientation_penalty_detects_and_unfolds_a_folding_map():
     energy = GaussianMixture.grid().double()
     x0 = torch.randn(512, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
     one = torch.tensor(1.0, dtype=F64)
-    unfolded, reversed_ = orientation_penalty(FoldingControl(0.5), VP, energy, x0, one)
+    unfolded, reversed_ = _orientation(FoldingControl(0.5), energy, x0, one)
     assert float(unfolded.detach()) == 0.0 and float(reversed_) == 0.0
     control = FoldingControl(2.0)
-    penalty, reversed_ = orientation_penalty(control, VP, energy, x0, one)
+    penalty, reversed_ = _orientation(control, energy, x0, one)
     assert float(penalty.detach()) > 0.01 and 0.1 < float(reversed_) < 0.9
     optimizer = torch.optim.SGD([control.a], lr=0.5)
     for _ in range(200):
         optimizer.zero_grad()
-        penalty, reversed_ = orientation_penalty(control, VP, energy, x0, one)
+        penalty, reversed_ = _orientation(control, energy, x0, one)
         if float(penalty.detach()) == 0:
             break
         penalty.backward()
         optimizer.step()
     assert float(reversed_) == 0.0 and float(control.a.detach()) < 1.0
+
+
+class ScalingControl(_AnalyticControl):
+    """Flow velocity ``v = c x``: one jump of length 1 is ``x -> (1 + c) x``."""
+
+    def __init__(self, c: float) -> None:
+        self.c = torch.nn.Parameter(torch.tensor(c, dtype=F64))
+
+    def control(self, features, x, score):
+        sigma = features.sigma
+        return (2 * self.c * x - sigma**2 * x) / sigma
+
+
+@pytest.mark.parametrize("c", [-0.5, 0.0, 1.0])
+def test_one_step_kl_is_the_analytic_kl_of_a_linear_map(c):
+    from skcds._core.consistency import first_jump, one_step_kl
+    from skcds.energies import from_log_prob
+
+    s2 = 2.0  # target N(0, 2 I), normalised: KL = d [log(s / a) + a^2 / (2 s^2) - 1 / 2]
+    energy = from_log_prob(lambda x: -0.25 * x.square().sum(-1) - math.log(4 * math.pi), 2)
+    energy = energy.double()
+    g = torch.Generator().manual_seed(0)
+    x0 = VP.prior_sample(200_000, 2, generator=g, dtype=F64, device=CPU)
+    x1, sign, log_abs = first_jump(ScalingControl(c), VP, energy, x0, torch.tensor(1.0, dtype=F64))
+    a = 1 + c
+    torch.testing.assert_close(x1, a * x0)
+    assert bool((sign > 0).all())
+    kl = float(one_step_kl(VP, energy, x0, x1, log_abs).detach())
+    exact = 2 * (0.5 * math.log(s2) - math.log(a) + a**2 / (2 * s2) - 0.5)
+    assert kl == pytest.approx(exact, abs=0.01)
+
+
+def test_one_step_kl_gradient_moves_the_map_toward_the_target():
+    from skcds._core.consistency import first_jump, one_step_kl
+    from skcds.energies import from_log_prob
+
+    energy = from_log_prob(lambda x: -0.25 * x.square().sum(-1), 2).double()
+    control = ScalingControl(-0.5)
+    x0 = VP.prior_sample(4096, 2, generator=torch.Generator().manual_seed(1), dtype=F64,
+                         device=CPU)
+    optimizer = torch.optim.SGD([control.c], lr=0.1)
+    for _ in range(300):
+        optimizer.zero_grad()
+        x1, _, log_abs = first_jump(control, VP, energy, x0, torch.tensor(1.0, dtype=F64))
+        one_step_kl(VP, energy, x0, x1, log_abs).backward()
+        optimizer.step()
+    assert float(1 + control.c.detach()) == pytest.approx(math.sqrt(2.0), abs=0.05)
+
+
+def test_fine_flow_states_are_the_euler_flow_of_the_grid_step_control():
+    from skcds._core.consistency import fine_flow_states
+    from skcds._core.flow import euler_flow
+
+    energy, times, xs, *_ = batch_of_paths()
+    net = step_net()
+    states, scores = fine_flow_states(net, VP, energy, times, xs[0])
+    assert states.shape == scores.shape == (times.shape[0], *xs[0].shape)
+    with torch.no_grad():
+        torch.testing.assert_close(states[-1], euler_flow(net, VP, energy, times, xs[0]))
+        torch.testing.assert_close(scores[5], energy._grad_log_prob(states[5]))

@@ -236,6 +236,7 @@ BAD_VALUES = {
     "consistency_target": NOT_OPTION,
     "endpoint_weight": st.one_of(st.floats(max_value=-1e-9), st.just(math.inf), st.text()),
     "fold_weight": st.one_of(st.floats(max_value=-1e-9), st.just(math.nan), st.none()),
+    "kl_weight": st.one_of(st.floats(max_value=-1e-9), st.just(-math.inf), st.text(max_size=3)),
     "n_intervals": _ints_below(1),
     "solver": NOT_OPTION,
     "target": NOT_OPTION,

@@ -2,6 +2,7 @@
 training history and persistence, on tiny budgets."""
 
 import math
+import re
 
 import joblib
 import numpy as np
@@ -291,3 +292,113 @@ def test_a_folding_map_warns_that_its_weights_are_invalid():
         InvalidWeightsWarning, match=r"The 8-step deterministic map is not injective"
     ):
         sampler.sample(300, n_steps=8, random_state=1, return_log_weights=True)
+
+
+# ---------------------------------------------------------------- one-step levers (issue 15)
+
+LEVERS = {
+    "flow_map_weight": 1.0,
+    "fold_weight": 1.0,
+    "kl_weight": 0.1,
+    "consistency_target": "ema",
+}
+
+
+@pytest.mark.parametrize(
+    "levers",
+    [
+        {"flow_map_weight": 1.0},
+        {"fold_weight": 1.0},
+        {"kl_weight": 0.1},
+        {"consistency_target": "ema"},
+        LEVERS,
+    ],
+)
+def test_levers_train_deterministically_and_change_the_updates(levers):
+    params = {"n_steps": 8, "max_iter": 4, "batch_size": 16, "random_state": 3}
+    energy = GaussianMixture.grid()
+    a = SelfConsistentSampler(**params, **levers).fit(energy)
+    b = SelfConsistentSampler(**params, **levers).fit(energy)
+    paper = SelfConsistentSampler(
+        **params, flow_map_weight=0.0, fold_weight=0.0, kl_weight=0.0, consistency_target="online"
+    ).fit(energy)
+    losses = [r["consistency_loss"] for r in a.history_]
+    assert losses == [r["consistency_loss"] for r in b.history_]
+    assert all(math.isfinite(v) for v in losses)
+    np.testing.assert_array_equal(a.sample(5, random_state=0), b.sample(5, random_state=0))
+    if levers != {"fold_weight": 1.0}:  # the hinge is zero while the map keeps orientation
+        assert losses != [r["consistency_loss"] for r in paper.history_]
+
+
+def test_ema_teacher_survives_pickling_and_resumes_bitwise(tmp_path):
+    """A warm start from a pickle continues the EMA teacher exactly as one without it."""
+    params = {"n_steps": 4, "max_iter": 3, "batch_size": 16, "random_state": 0, **LEVERS}
+    energy = GaussianMixture.grid()
+    joblib.dump(SelfConsistentSampler(**params).fit(energy), tmp_path / "half.joblib")
+    resumed = joblib.load(tmp_path / "half.joblib").set_params(warm_start=True).fit(energy)
+    direct = SelfConsistentSampler(**params).fit(energy).set_params(warm_start=True).fit(energy)
+    assert resumed.n_iter_ == direct.n_iter_ == 6
+    pairs = zip(resumed._teacher.module.parameters(), direct._teacher.module.parameters())
+    for p, q in pairs:
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert [r["consistency_loss"] for r in resumed.history_] == [
+        r["consistency_loss"] for r in direct.history_
+    ]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"consistency_target": "teacher"},
+            "The 'consistency_target' parameter of SelfConsistentSampler must be one of "
+            "['ema', 'online']. Got 'teacher' instead.",
+        ),
+        (
+            {"flow_map_weight": -0.5},
+            "The 'flow_map_weight' parameter of SelfConsistentSampler must be a finite "
+            "float >= 0. Got -0.5 instead.",
+        ),
+        (
+            {"fold_weight": math.nan},
+            "The 'fold_weight' parameter of SelfConsistentSampler must be a finite "
+            "float >= 0. Got nan instead.",
+        ),
+    ],
+)
+def test_invalid_lever_parameters_are_named(params, message):
+    with pytest.raises(ValueError) as error:
+        SelfConsistentSampler(**{**TINY, **params}).fit(GaussianMixture.grid())
+    assert str(error.value) == message
+
+
+# ---------------------------------------------------------------- MALA refinement
+
+
+def moment_error(X) -> float:
+    sd = COV.diagonal().sqrt().numpy()
+    mean = np.abs((X.mean(0) - MEAN.numpy()) / sd).max()
+    cov = np.abs((np.cov(X.T) - COV.numpy()) / np.outer(sd, sd)).max()
+    return float(max(mean, cov))
+
+
+def test_refinement_pulls_a_biased_sampler_to_the_target(untrained_gaussian):
+    raw = untrained_gaussian.sample(4000, random_state=0)
+    refined = untrained_gaussian.sample(4000, random_state=0, mcmc_steps=100)
+    assert moment_error(raw) > 0.15  # one iteration of training: visibly biased
+    assert moment_error(refined) < 0.08
+    again = untrained_gaussian.sample(4000, random_state=0, mcmc_steps=100)
+    np.testing.assert_array_equal(refined, again)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"mcmc_steps": -1}, "'mcmc_steps' must be an int >= 0; got -1"),
+        ({"mcmc_steps": 2.5}, "'mcmc_steps' must be an int >= 0; got 2.5"),
+        ({"mcmc_steps": 3, "return_log_weights": True}, "return_log_weights=True needs"),
+    ],
+)
+def test_refinement_arguments_are_checked(fitted, kwargs, match):
+    with pytest.raises(ValueError, match=re.escape(match)):
+        fitted.sample(10, **kwargs)
