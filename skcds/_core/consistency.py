@@ -56,7 +56,14 @@ def _velocity(control, process, t: Tensor, x: Tensor, score: Tensor, step: Tenso
 
 
 def self_consistency_loss(
-    control, process, energy, times: Tensor, xs: Tensor, scores: Tensor, starts, lengths,
+    control,
+    process,
+    energy,
+    times: Tensor,
+    xs: Tensor,
+    scores: Tensor,
+    starts,
+    lengths,
     teacher=None,
 ) -> Tensor:
     """Mean squared gap between one jump of length ``2d`` and two of length ``d`` (eq. 11).

@@ -332,9 +332,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         """The validated number of sampling steps (``None``: the training grid)."""
         return self.n_steps if n_steps is None else self._check_n(n_steps, "n_steps")
 
-    def _draw(
-        self, n_samples, n_steps, random_state, log_weights: bool, mcmc_steps=0, **options
-    ):
+    def _draw(self, n_samples, n_steps, random_state, log_weights: bool, mcmc_steps=0, **options):
         check_is_fitted(self, "n_iter_")
         n = self._check_n(n_samples)
         n_steps = self._sampling_steps(n_steps)
@@ -374,8 +372,10 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         scale = None if scale is None or not bool(torch.isfinite(scale).all()) else scale
         with torch.enable_grad():
             step, _ = mcmc.tune_step_size(energy, finite, scale=scale, generator=generator)
-            result = mcmc.mala(energy, x, mcmc_steps, step_size=step, scale=scale, generator=generator)
-        return result.x.detach()
+            moved = mcmc.mala(
+                energy, x, mcmc_steps, step_size=step, scale=scale, generator=generator
+            )
+        return moved.x.detach()
 
     def sample(
         self,

@@ -384,8 +384,7 @@ def test_one_step_kl_gradient_moves_the_map_toward_the_target():
 
     energy = from_log_prob(lambda x: -0.25 * x.square().sum(-1), 2).double()
     control = ScalingControl(-0.5)
-    x0 = VP.prior_sample(4096, 2, generator=torch.Generator().manual_seed(1), dtype=F64,
-                         device=CPU)
+    x0 = VP.prior_sample(4096, 2, generator=torch.Generator().manual_seed(1), dtype=F64, device=CPU)
     optimizer = torch.optim.SGD([control.c], lr=0.1)
     for _ in range(300):
         optimizer.zero_grad()

@@ -338,7 +338,8 @@ def test_ema_teacher_survives_pickling_and_resumes_bitwise(tmp_path):
     resumed = joblib.load(tmp_path / "half.joblib").set_params(warm_start=True).fit(energy)
     direct = SelfConsistentSampler(**params).fit(energy).set_params(warm_start=True).fit(energy)
     assert resumed.n_iter_ == direct.n_iter_ == 6
-    pairs = zip(resumed._teacher.module.parameters(), direct._teacher.module.parameters())
+    teachers = (resumed._teacher.module, direct._teacher.module)
+    pairs = zip(*(t.parameters() for t in teachers), strict=True)
     for p, q in pairs:
         torch.testing.assert_close(p, q, rtol=0, atol=0)
     assert [r["consistency_loss"] for r in resumed.history_] == [
