@@ -23,6 +23,7 @@ import time
 import warnings
 from pathlib import Path
 
+import joblib
 import numpy as np
 import torch
 
@@ -156,6 +157,8 @@ def run(args) -> None:
         monitor = _Monitor(max(1, max_iter // 10), exact2000, floor2000)
         sampler = _make(args.variant, energy, max_iter, args.seed, [monitor])
         sampler.fit(energy)
+        if args.save:
+            joblib.dump(sampler, args.save)
         train_s = sampler.history_[-1]["elapsed"] - monitor.excluded
         steps = [2**j for j in range(int(np.log2(N_STEPS)) + 1)]
         record = {
@@ -191,6 +194,8 @@ def _run_cdds(args, energy, exact, exact_b, exact2000, floor2000, log_z) -> dict
     ).fit()
     train_s = student.history_[-1]["elapsed"] - monitor.excluded
     curve = [(teacher_s + s, q) for s, q in monitor.points]
+    if args.save:
+        joblib.dump({"teacher": teacher, "student": student}, args.save)
     return {
         "variant": "cdds",
         "params": {"teacher_iter": teacher_iter, "max_iter": max_iter},
@@ -283,6 +288,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=240.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/one_step_study")
+    parser.add_argument("--save", default=None, help="joblib file for the fitted model(s)")
     args = parser.parse_args()
     run(args) if args.command == "run" else report(args)
 

@@ -69,6 +69,28 @@ class SelfConsistentSampler(DiffusionSampler):
     consistency_weight : float, default=1.0
         Weight of the self-consistency loss (``update='sum'``) or scale of its step
         (``'alternate'``).
+    consistency_target : {'online', 'ema'}, default='online'
+        Network that takes the two half jumps of the self-consistency target: the online
+        weights under stop-gradient (the paper) or an exponential moving average of them
+        (decay 0.99).
+    flow_map_weight : float, default=1.0
+        Weight of the flow-map self-distillation (beyond the paper): on a quarter of the
+        batch, the network's own ``N``-step flow (the diffusion sampler it also is) is run
+        from the prior, and the one-step jump and one random jump per row are regressed onto
+        it. Its targets are not bootstrapped through ``log2 N`` levels of jumps, and they lie
+        where a ``k``-step sampler goes. ``0`` turns it off.
+    fold_weight : float, default=1.0
+        Weight of the orientation penalty (beyond the paper) on the exact Jacobians of the
+        first jump of the 1-step sampler and of one ``k``-step sampler per iteration: a hinge
+        on ``sign(det J) |det J|^(1/d)`` below 0.01, which keeps the maps injective so their
+        change-of-variables weights stay valid. ``0`` turns it off.
+    kl_weight : float, default=0.1
+        Weight of the one-step map's reverse KL to the target from its exact density
+        (beyond the paper): it trains the one-step sampler on the energy directly, past the
+        quality of its own many-step flow. Needs the target's gradient, so it is skipped
+        when ``langevin=False``. A weight of 1 made the one-step map fold (18 % of samples
+        reversed) in ``benchmarks/one_step_study.py``. ``flow_map_weight=0, fold_weight=0,
+        kl_weight=0`` is the paper's algorithm.
     loss : {'log_variance', 'kl'}, default='log_variance'
         Divergence of the diffusion loss, as in :class:`DiffusionSampler`.
     reference : {'vp'}, default='vp'
@@ -104,8 +126,10 @@ class SelfConsistentSampler(DiffusionSampler):
     reference_ : object
         The reference process.
     history_ : list of dict
-        One row per iteration: ``loss`` (diffusion), ``consistency_loss``, ``learning_rate``,
-        ``grad_norm``, ``n_nonfinite``, ``skipped``, ``elapsed``.
+        One row per iteration: ``loss`` (diffusion), ``consistency_loss``, and where enabled
+        ``flow_map_loss``, ``fold_penalty`` and ``one_step_kl`` (each unweighted, divided by
+        the dimension; ``one_step_kl`` is ``KL - log Z``, so it may be negative),
+        ``learning_rate``, ``grad_norm``, ``n_nonfinite``, ``skipped``, ``elapsed``.
     n_iter_ : int
         Completed iterations.
     n_features_in_ : int
@@ -159,9 +183,9 @@ class SelfConsistentSampler(DiffusionSampler):
         update: str = "alternate",
         consistency_weight: float = 1.0,
         consistency_target: str = "online",
-        flow_map_weight: float = 0.0,
-        fold_weight: float = 0.0,
-        kl_weight: float = 0.0,
+        flow_map_weight: float = 1.0,
+        fold_weight: float = 1.0,
+        kl_weight: float = 0.1,
         loss: str = "log_variance",
         reference: str = "vp",
         width: int = 64,
@@ -229,7 +253,9 @@ class SelfConsistentSampler(DiffusionSampler):
         step = self.reference_.terminal_time / n_steps
         return torch.tensor([step], dtype=self._dtype, device=self.device_)
 
-    def _consistency_loss(self, roll) -> torch.Tensor:
+    def _consistency_loss(self, roll) -> tuple[torch.Tensor, dict]:
+        """The jump losses of one iteration: ``(weighted sum, {history column: term})``,
+        every term divided by the dimension."""
         starts, lengths = sample_jumps(
             self.n_steps, self.batch_size, generator=self._generator, device=self.device_
         )
@@ -237,46 +263,61 @@ class SelfConsistentSampler(DiffusionSampler):
         xs, scores = roll.xs.detach(), roll.scores.detach()
         # rows masked here are those of trajectories the diffusion loss already counted
         teacher = self._teacher_control
-        loss, _ = self_consistency_loss(*args, xs, scores, starts, lengths, teacher)
-        loss = self.consistency_weight * loss
+        terms = {
+            "consistency_loss": (
+                self.consistency_weight,
+                self_consistency_loss(*args, xs, scores, starts, lengths, teacher)[0],
+            )
+        }
         m = max(2, self.batch_size // 4)
         x0 = xs[0, :m]
         if self.flow_map_weight:
             jumps = (starts[:m], lengths[:m])  # rows m.. keep their own jumps above
-            flow_map, _ = flow_map_loss(*args, x0, *jumps, teacher)
-            loss = loss + self.flow_map_weight * flow_map
-        if self.fold_weight or self.kl_weight:
-            loss = loss + self._one_step_terms(args, x0)
-        return loss / self.n_features_in_
+            flow_map = flow_map_loss(*args, x0, *jumps, teacher)[0]
+            terms["flow_map_loss"] = (self.flow_map_weight, flow_map)
+        if self.fold_weight or self._kl_weight:
+            terms.update(self._one_step_terms(args, x0))
+        dim = self.n_features_in_
+        total = sum(weight * term for weight, term in terms.values()) / dim
+        return total, {name: term / dim for name, (_, term) in terms.items()}
 
-    def _one_step_terms(self, args, x0):
+    @property
+    def _kl_weight(self) -> float:
+        """The reverse KL differentiates the target: not for gradient-free energies."""
+        return self.kl_weight if self.langevin else 0.0
+
+    def _one_step_terms(self, args, x0) -> dict:
         """Terms from the exact Jacobians of first jumps (from t = 0: no Hessian): the
         orientation penalty of the 1-step map and of one k-step sampler's first jump,
         k = 2, 4, ... drawn in turn, and the 1-step map's reverse KL."""
         control, process, energy, times = args
         total, dim = times[-1], x0.shape[-1]
         x1, sign, log_abs = first_jump(control, process, energy, x0, total)
-        value = self.kl_weight * one_step_kl(process, energy, x0, x1, log_abs)
+        terms = {}
+        if self._kl_weight:
+            kl = one_step_kl(process, energy, x0, x1, log_abs)
+            terms["one_step_kl"] = (self._kl_weight, kl)
         if self.fold_weight:
             levels = self.n_steps.bit_length() - 1
             k = 2 ** int(
                 torch.randint(1, levels + 1, (), generator=self._generator, device=self.device_)
             )
             _, sign_k, log_abs_k = first_jump(control, process, energy, x0, total / k)
-            for s, a in ((sign, log_abs), (sign_k, log_abs_k)):
-                value = value + self.fold_weight * orientation_penalty(s, a, dim)[0]
-        return value
+            penalty = sum(
+                orientation_penalty(s, a, dim)[0] for s, a in ((sign, log_abs), (sign_k, log_abs_k))
+            )
+            terms["fold_penalty"] = (self.fold_weight, penalty)
+        return terms
 
     def _training_steps(self, iteration: int):
         loss, n_nonfinite, roll = self._diffusion_loss()
         if self.update == "sum":
-            consistency = self._consistency_loss(roll)
-            logs = {"loss": loss, "consistency_loss": consistency}
-            yield logs, loss + consistency, n_nonfinite
+            consistency, terms = self._consistency_loss(roll)
+            yield {"loss": loss, **terms}, loss + consistency, n_nonfinite
         else:
             yield {"loss": loss}, loss, n_nonfinite
-            consistency = self._consistency_loss(roll)  # at the updated weights
-            yield {"consistency_loss": consistency}, consistency, 0
+            consistency, terms = self._consistency_loss(roll)  # at the updated weights
+            yield terms, consistency, 0
 
     def _sampling_steps(self, n_steps) -> int:
         if n_steps is None:
