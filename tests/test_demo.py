@@ -16,6 +16,7 @@ def test_demo_writes_plot_and_model_and_prints_metrics(tmp_path, capsys):
     main(["demo", "--out", str(tmp_path), "--max-iter", "3"])
     printed = capsys.readouterr().out
     assert "[32 step(s)] Wasserstein-1" in printed
+    assert "[1 step + 10 MALA moves] Wasserstein-1" in printed
     # weights are printed only where the map does not fold; either way the line is there
     assert "[1 step(s)] ESS" in printed or "[1 step(s)] log Z, ELBO, ESS: not valid" in printed
     assert (tmp_path / "samples.png").stat().st_size > 10_000

@@ -9,8 +9,8 @@ import torch
 from .._core.consistency import (
     first_jump,
     flow_map_loss,
+    monotonicity_penalty,
     one_step_kl,
-    orientation_penalty,
     sample_jumps,
     self_consistency_loss,
 )
@@ -79,11 +79,12 @@ class SelfConsistentSampler(DiffusionSampler):
         from the prior, and the one-step jump and one random jump per row are regressed onto
         it. Its targets are not bootstrapped through ``log2 N`` levels of jumps, and they lie
         where a ``k``-step sampler goes. ``0`` turns it off.
-    fold_weight : float, default=1.0
-        Weight of the orientation penalty (beyond the paper) on the exact Jacobians of the
+    fold_weight : float, default=10.0
+        Weight of the monotonicity penalty (beyond the paper) on the exact Jacobians of the
         first jump of the 1-step sampler and of one ``k``-step sampler per iteration: a hinge
-        on ``sign(det J) |det J|^(1/d)`` below 0.01, which keeps the maps injective so their
-        change-of-variables weights stay valid. ``0`` turns it off.
+        on the smallest eigenvalue of ``(J + J^T) / 2`` below 0.01. A map monotone
+        everywhere is injective, so its change-of-variables weights stay valid. ``0`` turns
+        it off.
     kl_weight : float, default=0.1
         Weight of the one-step map's reverse KL to the target from its exact density
         (beyond the paper): it trains the one-step sampler on the energy directly, past the
@@ -184,7 +185,7 @@ class SelfConsistentSampler(DiffusionSampler):
         consistency_weight: float = 1.0,
         consistency_target: str = "online",
         flow_map_weight: float = 1.0,
-        fold_weight: float = 1.0,
+        fold_weight: float = 10.0,
         kl_weight: float = 0.1,
         loss: str = "log_variance",
         reference: str = "vp",
@@ -288,24 +289,22 @@ class SelfConsistentSampler(DiffusionSampler):
 
     def _one_step_terms(self, args, x0) -> dict:
         """Terms from the exact Jacobians of first jumps (from t = 0: no Hessian): the
-        orientation penalty of the 1-step map and of one k-step sampler's first jump,
+        monotonicity penalty of the 1-step map and of one k-step sampler's first jump,
         k = 2, 4, ... drawn in turn, and the 1-step map's reverse KL."""
         control, process, energy, times = args
-        total, dim = times[-1], x0.shape[-1]
-        x1, sign, log_abs = first_jump(control, process, energy, x0, total)
+        total = times[-1]
+        x1, jac = first_jump(control, process, energy, x0, total)
         terms = {}
         if self._kl_weight:
-            kl = one_step_kl(process, energy, x0, x1, log_abs)
-            terms["one_step_kl"] = (self._kl_weight, kl)
+            log_abs = torch.linalg.slogdet(jac)[1]
+            terms["one_step_kl"] = (self._kl_weight, one_step_kl(process, energy, x0, x1, log_abs))
         if self.fold_weight:
             levels = self.n_steps.bit_length() - 1
             k = 2 ** int(
                 torch.randint(1, levels + 1, (), generator=self._generator, device=self.device_)
             )
-            _, sign_k, log_abs_k = first_jump(control, process, energy, x0, total / k)
-            penalty = sum(
-                orientation_penalty(s, a, dim)[0] for s, a in ((sign, log_abs), (sign_k, log_abs_k))
-            )
+            jac_k = first_jump(control, process, energy, x0, total / k)[1]
+            penalty = monotonicity_penalty(jac)[0] + monotonicity_penalty(jac_k)[0]
             terms["fold_penalty"] = (self.fold_weight, penalty)
         return terms
 

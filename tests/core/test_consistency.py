@@ -321,31 +321,47 @@ class FoldingControl(_AnalyticControl):
         return (2 * v - sigma**2 * x) / sigma
 
 
-def _orientation(control, energy, x0, length):
-    from skcds._core.consistency import first_jump, orientation_penalty
+def _monotonicity(control, energy, x0, length):
+    from skcds._core.consistency import first_jump, monotonicity_penalty
 
-    _, sign, log_abs = first_jump(control, VP, energy, x0, length)
-    return orientation_penalty(sign, log_abs, x0.shape[-1])
+    _, jac = first_jump(control, VP, energy, x0, length)
+    return monotonicity_penalty(jac)
 
 
-def test_orientation_penalty_detects_and_unfolds_a_folding_map():
+def test_monotonicity_penalty_detects_and_unfolds_a_folding_map():
     energy = GaussianMixture.grid().double()
     x0 = torch.randn(512, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
     one = torch.tensor(1.0, dtype=F64)
-    unfolded, reversed_ = _orientation(FoldingControl(0.5), energy, x0, one)
-    assert float(unfolded.detach()) == 0.0 and float(reversed_) == 0.0
+    unfolded, not_monotone = _monotonicity(FoldingControl(0.5), energy, x0, one)
+    assert float(unfolded.detach()) == 0.0 and float(not_monotone) == 0.0
     control = FoldingControl(2.0)
-    penalty, reversed_ = _orientation(control, energy, x0, one)
-    assert float(penalty.detach()) > 0.01 and 0.1 < float(reversed_) < 0.9
+    penalty, not_monotone = _monotonicity(control, energy, x0, one)
+    assert float(penalty.detach()) > 0.01 and 0.1 < float(not_monotone) < 0.9
     optimizer = torch.optim.SGD([control.a], lr=0.5)
     for _ in range(200):
         optimizer.zero_grad()
-        penalty, reversed_ = _orientation(control, energy, x0, one)
+        penalty, not_monotone = _monotonicity(control, energy, x0, one)
         if float(penalty.detach()) == 0:
             break
         penalty.backward()
         optimizer.step()
-    assert float(reversed_) == 0.0 and float(control.a.detach()) < 1.0
+    assert float(not_monotone) == 0.0 and float(control.a.detach()) < 1.0
+
+
+def test_monotonicity_penalty_sees_a_double_reversal_that_the_determinant_misses():
+    """``x -> -x`` in 2-D (a rotation by pi) has ``det J = 1`` everywhere: the fold check's
+    sign test passes it, the monotonicity penalty does not."""
+    from skcds._core.consistency import first_jump
+    from skcds._core.logdet import jacobian_log_abs_det
+
+    energy = GaussianMixture.grid().double()
+    x0 = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    one = torch.tensor(1.0, dtype=F64)
+    control = ScalingControl(-2.0)  # x -> (1 - 2) x = -x
+    _, jac = first_jump(control, VP, energy, x0, one)
+    assert jacobian_log_abs_det(jac)[1] == 0.0  # one orientation everywhere
+    penalty, not_monotone = _monotonicity(control, energy, x0, one)
+    assert float(not_monotone) == 1.0 and float(penalty.detach()) == pytest.approx(1.01)
 
 
 class ScalingControl(_AnalyticControl):
@@ -369,7 +385,8 @@ def test_one_step_kl_is_the_analytic_kl_of_a_linear_map(c):
     energy = energy.double()
     g = torch.Generator().manual_seed(0)
     x0 = VP.prior_sample(200_000, 2, generator=g, dtype=F64, device=CPU)
-    x1, sign, log_abs = first_jump(ScalingControl(c), VP, energy, x0, torch.tensor(1.0, dtype=F64))
+    x1, jac = first_jump(ScalingControl(c), VP, energy, x0, torch.tensor(1.0, dtype=F64))
+    sign, log_abs = torch.linalg.slogdet(jac)
     a = 1 + c
     torch.testing.assert_close(x1, a * x0)
     assert bool((sign > 0).all())
@@ -388,8 +405,8 @@ def test_one_step_kl_gradient_moves_the_map_toward_the_target():
     optimizer = torch.optim.SGD([control.c], lr=0.1)
     for _ in range(300):
         optimizer.zero_grad()
-        x1, _, log_abs = first_jump(control, VP, energy, x0, torch.tensor(1.0, dtype=F64))
-        one_step_kl(VP, energy, x0, x1, log_abs).backward()
+        x1, jac = first_jump(control, VP, energy, x0, torch.tensor(1.0, dtype=F64))
+        one_step_kl(VP, energy, x0, x1, torch.linalg.slogdet(jac)[1]).backward()
         optimizer.step()
     assert float(1 + control.c.detach()) == pytest.approx(math.sqrt(2.0), abs=0.05)
 

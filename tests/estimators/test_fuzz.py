@@ -234,7 +234,7 @@ BAD_VALUES = {
     "update": NOT_OPTION,
     "consistency_weight": st.one_of(st.floats(max_value=-1e-9), st.just(math.inf), st.text()),
     "consistency_target": NOT_OPTION,
-    "endpoint_weight": st.one_of(st.floats(max_value=-1e-9), st.just(math.inf), st.text()),
+    "flow_map_weight": st.one_of(st.floats(max_value=-1e-9), st.just(math.inf), st.text()),
     "fold_weight": st.one_of(st.floats(max_value=-1e-9), st.just(math.nan), st.none()),
     "kl_weight": st.one_of(st.floats(max_value=-1e-9), st.just(-math.inf), st.text(max_size=3)),
     "n_intervals": _ints_below(1),
