@@ -90,6 +90,9 @@ class _BaseSampler(DensityMixin, BaseEstimator):
 
     _device_modules = ("control_", "energy_")  # moved to CPU for pickling, back on loading
     _ema_attributes = ("_ema",)  # EMA objects whose modules are moved likewise
+    # values that reproduce how a model saved before a parameter existed was trained, where
+    # they differ from the parameter's default
+    _defaults_before_added: dict = {}
 
     _parameter_constraints: dict = {
         "n_steps": v.positive_int(),
@@ -511,7 +514,8 @@ class _BaseSampler(DensityMixin, BaseEstimator):
     def __setstate__(self, state):
         check_saved_version(type(self).__name__, state.pop("_skcds_version", None))
         self.__dict__.update(state)
-        for name, default in self._get_param_defaults().items():
+        defaults = {**self._get_param_defaults(), **self._defaults_before_added}
+        for name, default in defaults.items():
             self.__dict__.setdefault(name, default)  # parameters added since it was saved
         if "_optimizer" in state:
             self._restore_fitted_state()

@@ -172,6 +172,8 @@ class SelfConsistentSampler(DiffusionSampler):
         "kl_weight": _WEIGHT,
     }
     _ema_attributes = ("_ema", "_teacher")
+    # models saved before these terms existed were trained by the paper's algorithm
+    _defaults_before_added = {"flow_map_weight": 0.0, "fold_weight": 0.0, "kl_weight": 0.0}
 
     def __init__(
         self,

@@ -403,3 +403,27 @@ def test_refinement_pulls_a_biased_sampler_to_the_target(untrained_gaussian):
 def test_refinement_arguments_are_checked(fitted, kwargs, match):
     with pytest.raises(ValueError, match=re.escape(match)):
         fitted.sample(10, **kwargs)
+
+
+def test_models_saved_before_the_levers_existed_keep_the_papers_algorithm(tmp_path):
+    """A pickle or ``skcds.save`` file without the new parameters was trained by the paper's
+    algorithm; a warm start must continue it so, not switch to the new defaults."""
+    import skcds
+
+    sampler = SelfConsistentSampler(**TINY, random_state=0).fit(GaussianMixture.grid())
+    state = sampler.__getstate__()
+    for name in ("flow_map_weight", "fold_weight", "kl_weight"):
+        del state[name]
+    old = SelfConsistentSampler.__new__(SelfConsistentSampler)
+    old.__setstate__(state)
+    assert (old.flow_map_weight, old.fold_weight, old.kl_weight) == (0.0, 0.0, 0.0)
+    assert SelfConsistentSampler().fold_weight == 10.0  # new models get the new defaults
+
+    skcds.save(sampler, tmp_path / "model.skcds")
+    payload = torch.load(tmp_path / "model.skcds", weights_only=True)
+    params = payload["estimator"]["params"]  # encoded as {"kind": "dict", "items": [...]}
+    new = {"flow_map_weight", "fold_weight", "kl_weight"}
+    params["items"] = [item for item in params["items"] if item[0] not in new]
+    torch.save(payload, tmp_path / "old.skcds")
+    loaded = skcds.load(tmp_path / "old.skcds", energy=GaussianMixture.grid())
+    assert (loaded.flow_map_weight, loaded.fold_weight, loaded.kl_weight) == (0.0, 0.0, 0.0)
