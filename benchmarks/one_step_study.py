@@ -46,9 +46,9 @@ VARIANTS = {  # results of the replaced det-sign hinge are kept as "*dethinge*"
     },
     "flowmap": {"fold_weight": 0.0, "kl_weight": 0.0},
     "flowmap_mono": {"kl_weight": 0.0},
-    "default": {},  # flow map, monotonicity penalty and one-step KL 0.1
+    "flowmap_mono1_kl": {"fold_weight": 1.0},
+    "default": {},  # flow map, monotonicity penalty (weight 10) and one-step KL 0.1
     "default_ema": {"consistency_target": "ema"},
-    "default_fold10": {"fold_weight": 10.0},
 }
 
 
@@ -130,6 +130,7 @@ class _Monitor:
 
 
 FLOOR_PAIRS = 6
+PLOTTED = ("paper", "default", "cdds")  # the time-to-quality plot: old default, new, CDDS
 
 
 def expected_floor(energy, n: int) -> tuple[float, float]:
@@ -257,6 +258,10 @@ def report(args) -> None:
     targets = sorted(p for p in root.iterdir() if p.is_dir())
     fig, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 4), squeeze=False)
     notes = []
+    refined = [
+        "| target | model | MALA moves | W1 | W1/floor | evaluations |",
+        "|---|---|---|---|---|---|",
+    ]
     for ax, folder in zip(axes[0], targets, strict=True):
         floors = _floors(folder.name)
         floor, floor_sd = floors[N_EVAL]
@@ -264,7 +269,13 @@ def report(args) -> None:
             f"- {folder.name}: expected W1 floor at {N_EVAL} samples {floor:.4f} "
             f"(sd {floor_sd:.4f} over {FLOOR_PAIRS} pairs); at 2000: {floors[2000][0]:.4f}"
         )
-        for path in sorted(folder.glob("*.json")):
+        for path in sorted(folder.glob("refine_*.json")):
+            for row in json.loads(path.read_text()):
+                refined.append(
+                    f"| {folder.name} | {path.stem[len('refine_') :]} | {row['mcmc_steps']} | "
+                    f"{row['w1']:.3f} | {row['w1'] / floor:.2f} | {row['evaluations']} |"
+                )
+        for path in sorted(p for p in folder.glob("*.json") if not p.stem.startswith("refine_")):
             rec = json.loads(path.read_text())
             for k, row in rec["eval"].items():
                 if k == "floor":
@@ -277,7 +288,7 @@ def report(args) -> None:
                     f"{100 * row['reversed']:.2g}% | {row['ess']:.3f} | {dz} | "
                     f"{row['khat']:.2f} | {sd} |"
                 )
-            if rec["curve"]:
+            if rec["curve"] and rec["variant"] in PLOTTED:
                 s, w1 = zip(*rec["curve"], strict=True)
                 scale = 1.0 if rec.get("curve_raw") else floors["old2000"]
                 ax.plot(
@@ -302,6 +313,11 @@ def report(args) -> None:
     csv = "\n".join(",".join(f'"{c}"' for c in row) for row in [rows[0], *rows[2:]])
     (root / "table.csv").write_text(csv + "\n")
     (root / "floors.txt").write_text("\n".join(notes) + "\n")
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in refined]
+    csv = "\n".join(",".join(f'"{c}"' for c in row) for row in [rows[0], *rows[2:]])
+    (root / "refine.csv").write_text(csv + "\n")
+    text += "\nOne-step samples refined by MALA (sample(mcmc_steps=m)):\n\n" + "\n".join(refined)
+    (root / "table.md").write_text(text + "\n")
     fig.savefig(root / "time_to_quality.png", dpi=110, bbox_inches="tight")
     print(text)
 

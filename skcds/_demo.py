@@ -20,7 +20,8 @@ DEMO_BUDGET = {"n_steps": 32, "max_iter": 1500, "batch_size": 256}
 _MCMC_STEPS = 10
 
 
-def _plot(energy, samples: np.ndarray, path: Path, title: str) -> None:
+def _plot(energy, panels: dict, path: Path) -> None:
+    """One scatter of samples over the target's contours per ``{title: samples}`` item."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,14 +31,13 @@ def _plot(energy, samples: np.ndarray, path: Path, title: str) -> None:
     xx, yy = np.meshgrid(grid, grid)
     points = torch.tensor(np.stack([xx.ravel(), yy.ravel()], 1), dtype=torch.float64)
     density = energy.to(torch.float64).log_prob(points).exp().reshape(xx.shape).numpy()
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.contour(xx, yy, density, levels=6, cmap="Greys", linewidths=0.6, alpha=0.6)
-    ax.scatter(
-        samples[:, 0], samples[:, 1], s=2, alpha=0.5, color="tab:blue", label="samples", zorder=3
-    )
-    ax.set(title=title, xlim=(-8, 8), ylim=(-8, 8))
-    ax.legend(loc="upper right")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5), squeeze=False)
+    for ax, (title, samples) in zip(axes[0], panels.items(), strict=True):
+        ax.contour(xx, yy, density, levels=6, cmap="Greys", linewidths=0.6, alpha=0.6)
+        ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.5, color="tab:blue", zorder=3)
+        ax.set(title=title, xlim=(-8, 8), ylim=(-8, 8))
+    fig.suptitle("SelfConsistentSampler on the 9-mode GMM (2000 samples each)")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -87,11 +87,11 @@ def run_demo(
         )
         metrics.update(_weight_metrics(sampler, k))
         if k == 1:
-            title = "SelfConsistentSampler, one step, on the 9-mode GMM"
-            _plot(energy, samples, out / "samples.png", title)
             refined = sampler.sample(2000, n_steps=1, random_state=1, mcmc_steps=_MCMC_STEPS)
             name = f"[1 step + {_MCMC_STEPS} MALA moves] Wasserstein-1"
             metrics[name] = wasserstein(refined, exact, p=1)
+            panels = {"one step": samples, f"one step + {_MCMC_STEPS} MALA moves": refined}
+            _plot(energy, panels, out / "samples.png")
     joblib.dump(sampler, out / "sampler.joblib")
     for name, value in metrics.items():
         print(f"{name:>40}: {value:.4g}" if isinstance(value, float) else f"{name:>40}: {value}")
