@@ -238,7 +238,8 @@ class _Decoder:
 
     def _estimator(self, value):
         cls = _lookup(_estimators(), value["class"], "estimator")
-        estimator = cls(**{**cls._defaults_before_added, **self(value["params"])})
+        legacy = getattr(cls, "_defaults_before_added", {})  # not every estimator is a sampler
+        estimator = cls(**{**legacy, **self(value["params"])})
         state = self(value["state"])
         if "energy_" in state and "_dtype" in state:  # a rebuilt energy in the model's dtype
             state["energy_"] = state["energy_"].to(dtype=state["_dtype"])

@@ -49,14 +49,16 @@ class BrokenOneStep(SelfConsistentSampler):
 
 def assert_weights_are_valid_for_gaussian(X: np.ndarray, log_w: np.ndarray) -> None:
     """Self-normalised importance-sampling moments (mean within 0.1, std within 10%), the
-    importance estimate of log Z = 0 within 0.1 and the ELBO below it."""
+    importance estimate of log Z = 0 within 0.03 + 4 standard errors and the ELBO below it.
+    (The trained one-step map is close to the target: measured log Z -0.002 +- 0.0025 for
+    seed 0, and -0.070 for its twin without the Jacobian, which a bound of 0.1 passed.)"""
     w = np.exp(log_w - log_w.max())
     w /= w.sum()
     mean = w @ X
     np.testing.assert_allclose(mean, MEAN, atol=0.1)
     np.testing.assert_allclose(np.sqrt(w @ (X - mean) ** 2), STD, rtol=0.1)
     estimate = estimate_log_normalizer(log_w)
-    assert abs(estimate.log_z) < 0.1
+    assert abs(estimate.log_z) < 0.03 + 4 * estimate.stderr
     assert estimate.elbo < 3 * estimate.elbo_stderr
 
 
