@@ -5,6 +5,11 @@ One Euler step of size ``2d`` must land where two steps of size ``d`` land (eq. 
 two-step target under stop-gradient. Jumps are drawn so that every trained jump is one that
 a ``k``-step sampler uses: lengths are powers of two of the grid step (``2 .. N`` grid units;
 length 1 is the diffusion loss's base case) and starts are multiples of the length.
+
+Beyond the paper (issue 15): jumps regressed onto the network's own fine flow
+(:func:`flow_map_loss`), and terms from the exact Jacobian of first jumps
+(:func:`first_jump`): a monotonicity penalty that keeps jumps injective
+(:func:`monotonicity_penalty`) and the one-step map's reverse KL (:func:`one_step_kl`).
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import math
 import torch
 from torch import Tensor
 
-from .flow import flow_velocity
+from .flow import flow_velocity, step_jacobian
 from .losses import finite_rows, zero_rows
+from .rollout import _step_features, _time_features
 
 __all__ = [
     "coarse_indices",
@@ -23,8 +29,8 @@ __all__ = [
     "fine_flow_states",
     "first_jump",
     "flow_map_loss",
-    "one_step_kl",
     "monotonicity_penalty",
+    "one_step_kl",
     "sample_jumps",
     "self_consistency_loss",
 ]
@@ -110,8 +116,6 @@ def fine_flow_states(control, process, energy, times: Tensor, x0: Tensor):
     grid-step control from ``x0`` (the diffusion sampler the network also is), no gradient.
     The time-only features of all ``N`` steps are computed in one call, as in the rollouts
     (per-step calls of the three time networks cost more than the state network)."""
-    from .rollout import _step_features, _time_features
-
     step = (times[1:2] - times[:1]) if getattr(control, "step_conditioned", False) else None
     states, scores = [x0], []
     x = x0
@@ -185,8 +189,6 @@ def first_jump(control, process, energy, x0: Tensor, length):
     Jacobians ``(n, d, d)``, both differentiable in the control's parameters. Jumps from
     ``t = 0`` need no Hessian of the target (the Langevin term weighs the target score by
     ``t / T = 0`` there)."""
-    from .flow import step_jacobian
-
     t = torch.zeros((), dtype=x0.dtype, device=x0.device)
     jac = step_jacobian(control, process, energy, t, length, x0, length)
     score = energy._grad_log_prob(x0)
