@@ -347,9 +347,10 @@ class _BaseSampler(DensityMixin, BaseEstimator):
                 size = min(_SAMPLE_CHUNK, n - begin)
                 x, w = self._sample_chunk(size, n_steps, generator, log_weights, **options)
                 xs.append(x), ws.append(w)
+            if mcmc_steps:
+                pilot, _ = self._sample_chunk(_MCMC_PILOT, n_steps, generator, False, **options)
         x = torch.cat(xs)
         if mcmc_steps:
-            pilot, _ = self._sample_chunk(_MCMC_PILOT, n_steps, generator, False, **options)
             x = self._refine(x, pilot, mcmc_steps, generator)
         return (x, torch.cat(ws)) if log_weights else (x, None)
 
