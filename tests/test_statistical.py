@@ -40,7 +40,7 @@ class BrokenOneStep(SelfConsistentSampler):
     """Deliberately broken weights: the change of variables without its Jacobian term."""
 
     def _sample_chunk(self, *args, **options):
-        def identity(control, process, energy, t, dt, x, step=None):
+        def identity(control, process, energy, t, dt, x, step=None, score=None):
             return torch.eye(x.shape[1], dtype=x.dtype).expand(x.shape[0], -1, -1)
 
         with mock.patch("skcds._core.flow.step_jacobian", identity):

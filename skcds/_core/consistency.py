@@ -111,18 +111,19 @@ def self_consistency_loss(
     return _masked_mean((target - student).square().mean(-1), keep)
 
 
-def fine_flow_states(control, process, energy, times: Tensor, x0: Tensor):
+def fine_flow_states(control, process, energy, times: Tensor, x0: Tensor, score0=None):
     """States and target scores ``(N + 1, n, d)`` of the ``N``-step Euler flow of the
     grid-step control from ``x0`` (the diffusion sampler the network also is), no gradient.
     The time-only features of all ``N`` steps are computed in one call, as in the rollouts
-    (per-step calls of the three time networks cost more than the state network)."""
+    (per-step calls of the three time networks cost more than the state network).
+    ``score0``: the target score at ``x0`` if the caller has it."""
     step = (times[1:2] - times[:1]) if getattr(control, "step_conditioned", False) else None
     states, scores = [x0], []
     x = x0
     with torch.no_grad():
         features = _time_features(control, process, times, step)
         for j in range(times.shape[0] - 1):
-            score = energy._grad_log_prob(x)
+            score = score0 if j == 0 and score0 is not None else energy._grad_log_prob(x)
             scores.append(score)
             f = _step_features(features, j)
             u = control.control(f, x[None], score[None])[0]
@@ -134,7 +135,7 @@ def fine_flow_states(control, process, energy, times: Tensor, x0: Tensor):
 
 
 def flow_map_loss(
-    control, process, energy, times: Tensor, x0: Tensor, starts, lengths, teacher=None
+    control, process, energy, times: Tensor, x0: Tensor, starts, lengths, teacher=None, score0=None
 ):
     """Mean squared gap between jumps and the network's own fine flow (self-distillation).
 
@@ -156,6 +157,8 @@ def flow_map_loss(
         Jumps from :func:`sample_jumps`, one per row.
     teacher : control, optional
         Runs the fine flow; defaults to ``control`` under stop-gradient.
+    score0 : Tensor of shape (n, d), optional
+        The target score at ``x0``, if the caller has it.
 
     Returns
     -------
@@ -166,7 +169,7 @@ def flow_map_loss(
         Rows left out because the flow is not finite.
     """
     states, scores = fine_flow_states(
-        control if teacher is None else teacher, process, energy, times, x0
+        control if teacher is None else teacher, process, energy, times, x0, score0
     )
     keep = finite_rows(states[-1], x0)
     rows = torch.arange(x0.shape[0], device=x0.device)
@@ -184,14 +187,14 @@ def flow_map_loss(
     return value, n - keep[:n].sum()
 
 
-def first_jump(control, process, energy, x0: Tensor, length):
+def first_jump(control, process, energy, x0: Tensor, length, score=None):
     """The first jump ``x0 -> x1`` of length ``length`` from ``t = 0`` and its exact
     Jacobians ``(n, d, d)``, both differentiable in the control's parameters. Jumps from
     ``t = 0`` need no Hessian of the target (the Langevin term weighs the target score by
-    ``t / T = 0`` there)."""
+    ``t / T = 0`` there). ``score``: the target score at ``x0`` if the caller has it."""
     t = torch.zeros((), dtype=x0.dtype, device=x0.device)
-    jac = step_jacobian(control, process, energy, t, length, x0, length)
-    score = energy._grad_log_prob(x0)
+    score = energy._grad_log_prob(x0) if score is None else score
+    jac = step_jacobian(control, process, energy, t, length, x0, length, score=score)
     t, step = t.expand(x0.shape[0]), length.expand(x0.shape[0])
     x1 = x0 + length * _velocity(control, process, t, x0, score, step)
     return x1, jac

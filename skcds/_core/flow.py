@@ -65,7 +65,9 @@ def _single_step(control, process, t, dt, step):
     return f
 
 
-def step_jacobian(control, process, energy, t: Tensor, dt: Tensor, x: Tensor, step=None):
+def step_jacobian(
+    control, process, energy, t: Tensor, dt: Tensor, x: Tensor, step=None, score=None
+):
     """Exact Jacobians ``d x_{j+1} / d x_j`` of one Euler step at a shared time ``t``.
 
     Parameters
@@ -76,6 +78,8 @@ def step_jacobian(control, process, energy, t: Tensor, dt: Tensor, x: Tensor, st
         States.
     step : Tensor, optional
         Step-size conditioning.
+    score : Tensor of shape (n, d), optional
+        The target score at ``x``, when the caller has it already (computed otherwise).
 
     Returns
     -------
@@ -83,7 +87,7 @@ def step_jacobian(control, process, energy, t: Tensor, dt: Tensor, x: Tensor, st
     """
     t1 = t.reshape(1)
     f = _single_step(control, process, t1, dt, None if step is None else step.reshape(1))
-    score = energy._grad_log_prob(x).detach()
+    score = (energy._grad_log_prob(x) if score is None else score).detach()
     jac = torch.func.vmap(torch.func.jacrev(f, argnums=0))(x, score)
 
     def gain(xi: Tensor, si: Tensor) -> Tensor:  # the diagonal, as 1^T (d f / d score)
@@ -122,11 +126,12 @@ def step_products(control, process, energy, t: Tensor, dt: Tensor, x: Tensor, st
     return jvp, vjp
 
 
-def _log_abs_det(control, process, energy, t, dt, x, d, log_det, generator):
+def _log_abs_det(control, process, energy, t, dt, x, d, log_det, generator, score):
     """``(log |det J|, reversed)`` of one step: exact, with the fraction of samples of the
     minority orientation (0 when all agree), or SLQ (no orientation: 0)."""
     if log_det == "exact":
-        return jacobian_log_abs_det(step_jacobian(control, process, energy, t, dt, x, d))
+        jac = step_jacobian(control, process, energy, t, dt, x, d, score=score)
+        return jacobian_log_abs_det(jac)
     jvp, vjp = step_products(control, process, energy, t, dt, x, d)
     value = slq_log_abs_det(
         jvp, vjp, tuple(x.shape), generator=generator, dtype=x.dtype, device=x.device
@@ -185,13 +190,13 @@ def euler_flow(
     for j in range(times.shape[0] - 1):
         t, dt = times[j], times[j + 1] - times[j]
         d = (dt if step is None else step).reshape(1)
+        score = energy._grad_log_prob(x)
         if log_density:
             value, reversed_ = _log_abs_det(
-                control, process, energy, t, dt, x, d, log_det, generator
+                control, process, energy, t, dt, x, d, log_det, generator, score
             )
             log_q = log_q - value
             reversed_fractions.append(reversed_)
-        score = energy._grad_log_prob(x)
         x = x + dt * flow_velocity(control, process, t.reshape(1), x[None], score[None], d)[0]
     return (x, log_q, reversed_fractions) if log_density else x
 

@@ -273,13 +273,13 @@ class SelfConsistentSampler(DiffusionSampler):
             )
         }
         m = max(2, self.batch_size // 4)
-        x0 = xs[0, :m]
+        x0, score0 = xs[0, :m], scores[0, :m]  # the rollout's scores: not evaluated again
         if self.flow_map_weight:
             jumps = (starts[:m], lengths[:m])  # rows m.. keep their own jumps above
-            flow_map = flow_map_loss(*args, x0, *jumps, teacher)[0]
+            flow_map = flow_map_loss(*args, x0, *jumps, teacher, score0)[0]
             terms["flow_map_loss"] = (self.flow_map_weight, flow_map)
         if self.fold_weight or self._kl_weight:
-            terms.update(self._one_step_terms(args, x0))
+            terms.update(self._one_step_terms(args, x0, score0))
         dim = self.n_features_in_
         total = sum(weight * term for weight, term in terms.values()) / dim
         return total, {name: term / dim for name, (_, term) in terms.items()}
@@ -289,13 +289,14 @@ class SelfConsistentSampler(DiffusionSampler):
         """The reverse KL differentiates the target: not for gradient-free energies."""
         return self.kl_weight if self.langevin else 0.0
 
-    def _one_step_terms(self, args, x0) -> dict:
+    def _one_step_terms(self, args, x0, score0) -> dict:
         """Terms from the exact Jacobians of first jumps (from t = 0: no Hessian): the
         monotonicity penalty of the 1-step map and of one k-step sampler's first jump,
-        k = 2, 4, ... drawn in turn, and the 1-step map's reverse KL."""
+        k = 2, 4, ... drawn in turn, and the 1-step map's reverse KL. ``score0``: the target
+        score at ``x0``, recorded by the rollout."""
         control, process, energy, times = args
         total = times[-1]
-        x1, jac = first_jump(control, process, energy, x0, total)
+        x1, jac = first_jump(control, process, energy, x0, total, score0)
         terms = {}
         if self._kl_weight:
             log_abs = torch.linalg.slogdet(jac)[1]
@@ -305,7 +306,7 @@ class SelfConsistentSampler(DiffusionSampler):
             k = 2 ** int(
                 torch.randint(1, levels + 1, (), generator=self._generator, device=self.device_)
             )
-            jac_k = first_jump(control, process, energy, x0, total / k)[1]
+            jac_k = first_jump(control, process, energy, x0, total / k, score0)[1]
             penalty = monotonicity_penalty(jac)[0] + monotonicity_penalty(jac_k)[0]
             terms["fold_penalty"] = (self.fold_weight, penalty)
         return terms

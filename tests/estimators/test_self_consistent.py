@@ -228,7 +228,7 @@ def test_weights_without_the_log_determinant_are_rejected(untrained_gaussian, k,
     The same check must reject it (measured: 0.945 +- 0.003 at k = 1, 1.185 +- 0.002 at k = 2).
     """
 
-    def identity(control, process, energy, t, dt, x, step=None):
+    def identity(control, process, energy, t, dt, x, step=None, score=None):
         return torch.eye(x.shape[1], dtype=x.dtype, device=x.device).expand(x.shape[0], -1, -1)
 
     monkeypatch.setattr(skcds._core.flow, "step_jacobian", identity)
