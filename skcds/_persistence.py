@@ -10,6 +10,7 @@ is refused before anything in it runs.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import warnings
 
@@ -19,6 +20,7 @@ import torch
 from ._core import networks, reference
 from ._core.training import EMA
 from ._version import __version__, is_compatible
+from .energies._precondition import Preconditioning
 from .exceptions import IncompatibleModelError
 
 __all__ = ["load", "save"]
@@ -84,6 +86,8 @@ def _encode(value):
         return {"kind": "reference", "class": type(value).__name__, "vars": _encode(vars(value))}
     if type(value).__name__ in _estimators():
         return _encode_estimator(value)
+    if isinstance(value, Preconditioning):
+        return {"kind": "preconditioning", "fields": _encode(dataclasses.asdict(value))}
     raise TypeError(
         f"skcds.save cannot store a {type(value).__name__} (only skcds estimators, their "
         "built-in energies, numbers, strings, arrays and tensors); use joblib for such models."
@@ -232,6 +236,9 @@ class _Decoder:
         ema = EMA.__new__(EMA)
         ema.module, ema.cap, ema.n_updates = self(value["module"]), value["cap"], value["n_updates"]
         return ema
+
+    def _preconditioning(self, value):
+        return Preconditioning(**self(value["fields"]))
 
     def _reference(self, value):
         return _lookup(_REFERENCES, value["class"], "reference process")(**self(value["vars"]))

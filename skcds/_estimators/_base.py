@@ -28,6 +28,7 @@ from .._core.training import (
 )
 from .._version import __version__, is_compatible
 from ..energies._base import dynamics_view
+from ..energies._precondition import Preconditioning, precondition
 from ..exceptions import (
     EnergyError,
     IncompatibleModelError,
@@ -167,9 +168,13 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         self._dtype = v.resolve_dtype(self.dtype)
         self._generator = v.make_generator(self.random_state, self.device_)
         init_generator = torch.Generator().manual_seed(int(self._generator.initial_seed()) + 1)
-        self.energy_ = copy.deepcopy(energy).to(device=self.device_, dtype=self._dtype)
         self.reference_ = self._make_reference()
-        v.probe_energy(self.energy_, self._prior(16), score=self._reads_score())
+        energy = copy.deepcopy(energy).to(device=self.device_, dtype=self._dtype)
+        probe = self._prior(16, dim=energy.dim)
+        v.probe_energy(energy, probe, score=self._reads_score())
+        self.preconditioning_ = self._choose_preconditioning(energy)
+        self.energy_ = self.preconditioning_.apply(energy).to(self._dtype)
+        v.warn_if_improper(self.energy_, probe)
         self.n_features_in_ = energy.dim
         module = self._build(energy.dim, init_generator)
         self.control_ = module.to(device=self.device_, dtype=self._dtype)
@@ -186,10 +191,28 @@ class _BaseSampler(DensityMixin, BaseEstimator):
                 f"{type(self).__name__} was fitted on {self.n_features_in_} dimensions; a warm "
                 f"start cannot continue on an energy of {energy.dim}."
             )
-        self.energy_ = copy.deepcopy(energy).to(device=self.device_, dtype=self._dtype)
+        energy = copy.deepcopy(energy).to(device=self.device_, dtype=self._dtype)
         probe_generator = torch.Generator(device=self.device_).manual_seed(0)
-        v.probe_energy(self.energy_, self._prior(16, probe_generator), self._reads_score())
+        probe = self._prior(16, probe_generator)
+        v.probe_energy(energy, probe, self._reads_score())
+        self.energy_ = self._preconditioning.apply(energy).to(self._dtype)
+        v.warn_if_improper(self.energy_, probe)
         self._captured = {}
+
+    def _choose_preconditioning(self, energy) -> Preconditioning:
+        """The change of variables of this fit (:func:`skcds.energies.precondition`)."""
+        seed = int(self._generator.initial_seed()) + 2
+        return precondition(energy, self.precondition, seed=seed % 2**32)
+
+    @property
+    def _user_energy(self):
+        """The fitted energy in the user's coordinates (``energy_`` before preconditioning)."""
+        return self.energy_ if self._preconditioning.method == "none" else self.energy_.base
+
+    @property
+    def _preconditioning(self) -> Preconditioning:
+        """``preconditioning_``; none for a model saved before preconditioning existed."""
+        return getattr(self, "preconditioning_", Preconditioning("none", "saved without"))
 
     def _make_reference(self):
         return get_reference(self.reference)
@@ -204,10 +227,10 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         without its score if the dynamics never read it."""
         return dynamics_view(self.energy_, self._reads_score())
 
-    def _prior(self, n: int, generator=None):
+    def _prior(self, n: int, generator=None, dim=None):
         return self.reference_.prior_sample(
             n,
-            self.energy_.dim,
+            self.energy_.dim if dim is None else dim,
             generator=generator or self._generator,
             dtype=self._dtype,
             device=self.device_,
@@ -352,6 +375,8 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         x = torch.cat(xs)
         if mcmc_steps:
             x = self._refine(x, pilot, mcmc_steps, generator)
+        with torch.no_grad():
+            x = self.energy_.transform(x)  # into the user's coordinates
         return (x, torch.cat(ws)) if log_weights else (x, None)
 
     @staticmethod

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy import optimize
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._version import __version__
-from ..energies import AffineTransformed, LogisticRegressionPosterior
+from ..energies import LogisticRegressionPosterior, laplace_approximation
 from . import _validation as v
 from ._base import _BaseSampler, check_saved_version
 
@@ -22,21 +21,6 @@ def _default_sampler():
     from ._self_consistent import SelfConsistentSampler
 
     return SelfConsistentSampler(n_steps=32, max_iter=400, batch_size=256)
-
-
-def _laplace(posterior: LogisticRegressionPosterior) -> tuple[np.ndarray, np.ndarray]:
-    """Mode of the posterior (L-BFGS) and the Cholesky factor of the inverse Hessian there."""
-
-    def negative_log_prob(w):
-        w = torch.as_tensor(w, dtype=torch.float64)[None]
-        value = -float(posterior._log_prob(w)[0])
-        return value, -posterior._grad_log_prob(w)[0].numpy()
-
-    start = np.zeros(posterior.dim)
-    mode = optimize.minimize(negative_log_prob, start, jac=True, method="L-BFGS-B").x
-    hessian = -posterior._hessian_log_prob(torch.as_tensor(mode)[None])[0].numpy()
-    covariance = np.linalg.inv(hessian)
-    return mode, np.linalg.cholesky((covariance + covariance.T) / 2)
 
 
 class BayesianLogisticRegression(ClassifierMixin, BaseEstimator):
@@ -177,7 +161,7 @@ class BayesianLogisticRegression(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         energy = LogisticRegressionPosterior(self._design(X), y_index, self.prior_scale)
         if self.precondition == "laplace":
-            energy = AffineTransformed(energy, *_laplace(energy))
+            energy = laplace_approximation(energy).apply(energy)
         self.sampler_ = clone(sampler)
         if self.random_state is not None:
             self.sampler_.set_params(random_state=self.random_state)
@@ -188,8 +172,6 @@ class BayesianLogisticRegression(ClassifierMixin, BaseEstimator):
             random_state=self.random_state,
             return_tensor=True,
         )
-        if self.precondition == "laplace":
-            draws = self.sampler_.energy_.transform(draws)
         self.posterior_samples_ = draws.detach().cpu().double().numpy()
         mean = self.posterior_samples_.mean(axis=0)
         self.intercept_ = mean[:1] if self.fit_intercept else np.zeros(1)

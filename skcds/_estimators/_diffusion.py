@@ -63,6 +63,15 @@ class DiffusionSampler(_BaseSampler):
         need no Hessian. For energies without a gradient, or whose gradient is expensive
         (a numpy log-density differentiated by finite differences costs ``2 * dim`` calls
         per step); training needs more iterations for the same quality.
+    precondition : {'auto', 'laplace', 'none'}, default='auto'
+        The change of variables training happens in, found once before it
+        (:func:`skcds.energies.precondition`, stored as ``preconditioning_``):
+        ``'laplace'`` whitens the target by its mode and the inverse Hessian there, so that a
+        posterior far from unit scale looks like the ``N(0, I)`` prior; ``'auto'`` does so
+        only when the target is unimodal, not already near ``N(0, I)`` and better fitted by
+        its Laplace approximation than by the prior (the built-in synthetic targets are left
+        alone); ``'none'`` trains in your coordinates. Exact: samples come back in your
+        coordinates, log-weights and ``log Z`` are unchanged.
     execution : {'auto', 'eager', 'cuda_graph'}, default='auto'
         How the training rollout runs: ``'cuda_graph'`` captures the ``N``-step loop in one
         CUDA graph (CUDA only, log-variance loss only); ``'auto'`` uses it when possible and
@@ -86,7 +95,12 @@ class DiffusionSampler(_BaseSampler):
     control_ : torch.nn.Module
         The trained control network (online weights).
     energy_ : Energy
-        The target, on ``device_`` and in ``dtype``.
+        The target the sampler works on, on ``device_`` and in ``dtype``: yours, or its
+        whitened view :class:`~skcds.energies.AffineTransformed` (``energy_.base`` is yours)
+        when preconditioned; ``energy_.transform`` maps its points to your coordinates.
+    preconditioning_ : Preconditioning
+        The change of variables chosen before training and why
+        (:class:`~skcds.energies.Preconditioning`).
     reference_ : object
         The reference process.
     history_ : list of dict
@@ -129,7 +143,10 @@ class DiffusionSampler(_BaseSampler):
         "width": v.positive_int(),
         "langevin": v.Constraint(bool, None, "a bool"),
         "execution": v.one_of("auto", "eager", "cuda_graph"),
+        "precondition": v.one_of("auto", "laplace", "none"),
     }
+    # models saved before preconditioning existed trained in the user's coordinates
+    _defaults_before_added = {"precondition": "none"}
 
     def __init__(
         self,
@@ -143,6 +160,7 @@ class DiffusionSampler(_BaseSampler):
         reference: str = "vp",
         width: int = 64,
         langevin: bool = True,
+        precondition: str = "auto",
         execution: str = "auto",
         device="auto",
         dtype="float32",
@@ -160,6 +178,7 @@ class DiffusionSampler(_BaseSampler):
         self.reference = reference
         self.width = width
         self.langevin = langevin
+        self.precondition = precondition
         self.execution = execution
         self.device = device
         self.dtype = dtype

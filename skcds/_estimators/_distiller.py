@@ -91,7 +91,12 @@ class ConsistentDistiller(_BaseSampler):
     control_ : ConsistencyNet
         The student (online weights).
     energy_ : Energy
-        The target, on ``device_`` and in ``dtype``.
+        The target the sampler works on, on ``device_`` and in ``dtype``: yours, or its
+        whitened view :class:`~skcds.energies.AffineTransformed` (``energy_.base`` is yours)
+        when preconditioned; ``energy_.transform`` maps its points to your coordinates.
+    preconditioning_ : Preconditioning
+        The change of variables chosen before training and why
+        (:class:`~skcds.energies.Preconditioning`).
     reference_ : object
         The teacher's reference process.
     history_ : list of dict
@@ -208,7 +213,7 @@ class ConsistentDistiller(_BaseSampler):
         if self.warm_start and hasattr(self, "n_iter_"):
             return super().fit(energy)  # None: continue on the fitted energy_
         self.teacher_ = self._fitted_teacher(energy)
-        energy = energy if energy is not None else self.teacher_.energy_
+        energy = energy if energy is not None else self.teacher_._user_energy
         if energy.dim != self.teacher_.n_features_in_:
             raise ValueError(
                 f"The teacher was fitted on {self.teacher_.n_features_in_} dimensions, but "
@@ -249,6 +254,10 @@ class ConsistentDistiller(_BaseSampler):
         # the teacher's flow is the only dynamics (a saved student may have no teacher)
         teacher = getattr(self, "teacher_", None)
         return teacher is None or teacher._reads_score()
+
+    def _choose_preconditioning(self, energy):
+        # the student learns the teacher's flow, in the teacher's coordinates
+        return self.teacher_._preconditioning
 
     def _build(self, dim: int, generator: torch.Generator) -> ConsistencyNet:
         return ConsistencyNet.from_control(self.teacher_._sampling_control)

@@ -102,6 +102,8 @@ class SelfConsistentSampler(DiffusionSampler):
         Give the control its Langevin-style term (the target score at every step);
         ``False`` drops it, for energies without a (cheap) gradient, as in
         :class:`DiffusionSampler`.
+    precondition : {'auto', 'laplace', 'none'}, default='auto'
+        The change of variables training happens in, as in :class:`DiffusionSampler`.
     execution : {'auto', 'eager', 'cuda_graph'}, default='auto'
         How the training SDE rollout runs, as in :class:`DiffusionSampler`.
     device : str or torch.device, default='auto'
@@ -123,7 +125,12 @@ class SelfConsistentSampler(DiffusionSampler):
     control_ : torch.nn.Module
         The step-conditioned control (online weights).
     energy_ : Energy
-        The target, on ``device_`` and in ``dtype``.
+        The target the sampler works on, on ``device_`` and in ``dtype``: yours, or its
+        whitened view :class:`~skcds.energies.AffineTransformed` (``energy_.base`` is yours)
+        when preconditioned; ``energy_.transform`` maps its points to your coordinates.
+    preconditioning_ : Preconditioning
+        The change of variables chosen before training and why
+        (:class:`~skcds.energies.Preconditioning`).
     reference_ : object
         The reference process.
     history_ : list of dict
@@ -173,7 +180,12 @@ class SelfConsistentSampler(DiffusionSampler):
     }
     _ema_attributes = ("_ema", "_teacher")
     # models saved before these terms existed were trained by the paper's algorithm
-    _defaults_before_added = {"flow_map_weight": 0.0, "fold_weight": 0.0, "kl_weight": 0.0}
+    _defaults_before_added = {
+        **DiffusionSampler._defaults_before_added,
+        "flow_map_weight": 0.0,
+        "fold_weight": 0.0,
+        "kl_weight": 0.0,
+    }
 
     def __init__(
         self,
@@ -193,6 +205,7 @@ class SelfConsistentSampler(DiffusionSampler):
         reference: str = "vp",
         width: int = 64,
         langevin: bool = True,
+        precondition: str = "auto",
         execution: str = "auto",
         device="auto",
         dtype="float32",
@@ -211,6 +224,7 @@ class SelfConsistentSampler(DiffusionSampler):
             reference=reference,
             width=width,
             langevin=langevin,
+            precondition=precondition,
             execution=execution,
             device=device,
             dtype=dtype,

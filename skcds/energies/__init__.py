@@ -3,27 +3,38 @@
 Built-in targets (definitions in ``method.md`` §5): :class:`GaussianMixture` (the 9-mode grid
 and the 40-mode GMM), :class:`Funnel`, :class:`ManyWell` (MW54, MW52), :class:`FabManyWell`
 (the 32-D ManyWell), :class:`LGCP` and :class:`LogisticRegressionPosterior`. A user's own
-density is wrapped with :func:`from_log_prob` or :func:`from_energy`;
-:class:`AffineTransformed` whitens a target by an affine change of variables.
+density is wrapped with :func:`from_log_prob` or :func:`from_energy`, a model with
+constrained parameters (positive, interval, simplex, :data:`ordered`) with
+:class:`Constrained`;
+:class:`AffineTransformed` whitens a target by an affine change of variables;
+:func:`laplace_approximation` and :func:`precondition` find one (the samplers'
+``precondition`` parameter).
 """
 
 from ._affine import AffineTransformed
 from ._base import Energy, from_energy, from_log_prob
+from ._constrained import Constrained, ordered
 from ._funnel import Funnel
 from ._gaussian_mixture import GaussianMixture
 from ._lgcp import LGCP
 from ._logistic import LogisticRegressionPosterior
 from ._many_well import FabManyWell, ManyWell
+from ._precondition import Preconditioning, laplace_approximation, precondition
 
 __all__ = [
     "LGCP",
     "AffineTransformed",
+    "Constrained",
     "Energy",
     "FabManyWell",
     "Funnel",
     "GaussianMixture",
     "LogisticRegressionPosterior",
     "ManyWell",
+    "Preconditioning",
     "from_energy",
     "from_log_prob",
+    "laplace_approximation",
+    "ordered",
+    "precondition",
 ]

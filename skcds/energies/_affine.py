@@ -58,19 +58,24 @@ class AffineTransformed(Energy):
         self.register_buffer("_tril", to_buffer(tril))
         self._log_det = float(np.log(diagonal).sum())
 
-    def transform(self, z: Tensor) -> Tensor:
-        """``x = loc + scale_tril @ z`` for a batch ``z`` of shape ``(n, dim)``."""
+    def _affine(self, z: Tensor) -> Tensor:
         return self._loc.to(z) + z @ self._tril.to(z).T
 
+    def transform(self, z: Tensor) -> Tensor:
+        """``base.transform(loc + scale_tril @ z)`` for a batch ``z`` of shape ``(n, dim)``:
+        the point in ``base``'s coordinates (and on to its model's, if ``base`` is itself a
+        change of variables)."""
+        return self.base.transform(self._affine(z))
+
     def _log_prob(self, z: Tensor) -> Tensor:
-        return self.base._log_prob(self.transform(z)) + self._log_det
+        return self.base._log_prob(self._affine(z)) + self._log_det
 
     def _grad_log_prob(self, z: Tensor) -> Tensor:
-        return self.base._grad_log_prob(self.transform(z)) @ self._tril.to(z)
+        return self.base._grad_log_prob(self._affine(z)) @ self._tril.to(z)
 
     def _hessian_log_prob(self, z: Tensor) -> Tensor:
         a = self._tril.to(z)
-        return a.T @ self.base._hessian_log_prob(self.transform(z)) @ a
+        return a.T @ self.base._hessian_log_prob(self._affine(z)) @ a
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, base={type(self.base).__name__}"

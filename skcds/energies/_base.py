@@ -210,6 +210,24 @@ class Energy(torch.nn.Module):
         """Score ``grad log rho(x)`` of shape ``(n, dim)`` (autograd unless overridden)."""
         return self._grad_log_prob(_check_batch(x, self.dim))
 
+    def transform(self, x: Tensor) -> Tensor:
+        """Map points of this energy's sample space to the coordinates of the user's model.
+
+        The identity, unless the energy is a change of variables of another one (a
+        whitened view, :class:`~skcds.energies.AffineTransformed`, or a model with
+        constrained parameters, :class:`~skcds.energies.Constrained`). Samplers train in the
+        energy's own space and return ``energy.transform(x)`` from ``sample``.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, dim)
+
+        Returns
+        -------
+        torch.Tensor of shape (n, model_dim)
+        """
+        return x
+
     @property
     def log_normalizer(self) -> float | None:
         """Exact ``log Z = log of the integral of rho``, or ``None`` when it is unknown."""

@@ -17,22 +17,37 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from torch.distributions import Dirichlet, Normal, constraints
 
 from skcds import energies
 from skcds.energies import (
     LGCP,
     AffineTransformed,
+    Constrained,
     Energy,
     GaussianMixture,
     LogisticRegressionPosterior,
     ManyWell,
     from_log_prob,
+    ordered,
 )
 
 
 def standard_normal_log_prob(x: torch.Tensor) -> torch.Tensor:
     """A module-level (hence picklable) log-density for the wrapper's entry."""
     return -0.5 * (x * x).sum(-1)
+
+
+def constrained_log_prob(params: dict) -> torch.Tensor:
+    """A module-level (picklable) model with a real, a positive, a simplex and an ordered
+    parameter, written with torch.distributions."""
+    dtype = params["mu"].dtype
+    data = torch.tensor([0.3, -1.2, 2.0], dtype=dtype)
+    mu, sigma = params["mu"], params["sigma"]
+    likelihood = Normal(mu[:, None], sigma[:, None]).log_prob(data).sum(-1)
+    cuts = Normal(0.0, 2.0).log_prob(params["cuts"]).sum(-1)
+    weights = Dirichlet(torch.full((3,), 2.0, dtype=dtype)).log_prob(params["w"])
+    return likelihood + Normal(0.0, 1.0).log_prob(mu) - sigma + cuts + weights
 
 
 def _small_lgcp() -> LGCP:
@@ -61,6 +76,15 @@ FACTORIES = {
     "from_log_prob": lambda: from_log_prob(standard_normal_log_prob, dim=3),
     "AffineTransformed": lambda: AffineTransformed(
         _small_logistic(1.0), np.full(5, 0.3), np.tril(np.full((5, 5), 0.1)) + 0.5 * np.eye(5)
+    ),
+    "Constrained": lambda: Constrained(
+        constrained_log_prob,
+        {
+            "mu": constraints.real,
+            "sigma": constraints.positive,
+            "w": (3, constraints.simplex),
+            "cuts": (2, ordered),
+        },
     ),
 }
 # where "reasonable inputs" are centred

@@ -231,6 +231,7 @@ BAD_VALUES = {
     "reference": NOT_OPTION,
     "width": _ints_below(1),
     "execution": NOT_OPTION,
+    "precondition": NOT_OPTION,
     "update": NOT_OPTION,
     "consistency_weight": st.one_of(st.floats(max_value=-1e-9), st.just(math.inf), st.text()),
     "consistency_target": NOT_OPTION,
