@@ -15,6 +15,7 @@ __all__ = [
     "NonFiniteWarning",
     "NotFittedError",
     "SkcdsError",
+    "UnreliableWeightsWarning",
 ]
 
 
@@ -47,4 +48,11 @@ class InvalidWeightsWarning(UserWarning):
     that is positive at some samples and negative at others proves the map folds: those
     weights omit the other preimages, the ELBO can exceed ``log Z`` and the importance
     estimate of ``Z`` is biased.
+    """
+
+
+class UnreliableWeightsWarning(UserWarning):
+    """Valid importance weights whose tail is too heavy for their estimates to be trusted:
+    the PSIS Pareto shape ``khat`` exceeds ``min(1 - 1/log10(n), 0.7)`` (Vehtari et al.,
+    2024), so ``log Z`` and weighted means can be far off whatever their standard errors say.
     """

@@ -30,10 +30,12 @@ from .._version import __version__, is_compatible
 from ..energies._base import dynamics_view
 from ..energies._precondition import Preconditioning, precondition
 from ..exceptions import (
+    ConvergenceWarning,
     EnergyError,
     IncompatibleModelError,
     InvalidWeightsWarning,
     NonFiniteWarning,
+    UnreliableWeightsWarning,
 )
 from . import _validation as v
 
@@ -251,6 +253,8 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             with _DeferredInterrupt() as interrupt:
                 for _ in range(n_iter):
                     record = self._iteration(origin)
+                    if record is None:  # diverged: stopped with a warning
+                        break
                     self._warn_if_often_nonfinite()
                     for callback in self.callbacks or ():
                         callback(self, record)
@@ -267,9 +271,10 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         finally:
             bar.close()
 
-    def _iteration(self, origin: float) -> dict:
+    def _iteration(self, origin: float) -> dict | None:
         """One training iteration: the optimiser steps of :meth:`_training_steps`, one
-        learning-rate step, one EMA update and one ``history_`` row; returns the row."""
+        learning-rate step, one EMA update and one ``history_`` row; returns the row (None,
+        with nothing changed, when training diverged: see :meth:`_nothing_finite`)."""
         params = list(self.control_.parameters())
         iteration = self.n_iter_
         apply_clip_schedule(self.control_, iteration)
@@ -277,7 +282,8 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         record = {"iteration": iteration, "learning_rate": lr, "n_nonfinite": 0}
         stepped = skipped_any = False
         for logs, loss, n_nonfinite in self._training_steps(iteration):
-            self._raise_if_nothing_finite(int(n_nonfinite), iteration)
+            if self._nothing_finite(int(n_nonfinite), iteration):
+                return None
             grad_norm, skipped = optimizer_step(loss, params, self._optimizer)
             stepped, skipped_any = stepped or not skipped, skipped_any or skipped
             record.update((name, float(term.detach())) for name, term in logs.items())
@@ -291,23 +297,32 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         self.n_iter_ += 1
         return record
 
-    def _raise_if_nothing_finite(self, n_nonfinite: int, iteration: int) -> None:
-        """Stop before an update that no finite sample informs (the model keeps the last
-        completed iteration)."""
+    def _nothing_finite(self, n_nonfinite: int, iteration: int) -> bool:
+        """Whether no sample of the iteration is finite, in which case no update is taken:
+        an error when nothing was learned yet; after that, a warning, and training stops
+        with the model at its last completed iteration (``fit`` returns normally)."""
         if n_nonfinite < self.batch_size:
-            return
-        raise EnergyError(
+            return False
+        what = (
             f"{type(self).__name__}.fit: all {self.batch_size} samples of iteration "
             f"{iteration} were non-finite (the energy is -inf, NaN or +inf where the sampler "
-            "goes, or its score is not finite), so there is nothing to learn "
-            f"from. The model keeps its {self.n_iter_} completed iterations. Check the energy "
-            "on the region the prior covers, or rescale the target"
-            + (
-                "; if earlier iterations went well, training diverged: lower learning_rate."
-                if self.n_iter_
-                else "."
-            )
+            "goes, or its score is not finite), so there is nothing to learn from."
         )
+        if not self.n_iter_:
+            raise EnergyError(
+                f"{what} Check the energy on the region the N(0, I) prior covers, or rescale "
+                "the target (precondition='laplace')."
+            )
+        warnings.warn(
+            f"{what} Training diverged and stopped there: the model keeps its "
+            f"{self.n_iter_} completed iterations (check it, e.g. with "
+            "estimate_log_normalizer, before use; warm_start=True continues). Usual causes: "
+            "a target far from unit scale (precondition='laplace', or rescale it) or a "
+            "learning_rate too high for it (lower it).",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
+        return True
 
     def _warn_if_often_nonfinite(self) -> None:
         """Warn once per fit when over 10% of the last 100 iterations' samples were masked."""
@@ -358,7 +373,17 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         """The validated number of sampling steps (``None``: the training grid)."""
         return self.n_steps if n_steps is None else self._check_n(n_steps, "n_steps")
 
-    def _draw(self, n_samples, n_steps, random_state, log_weights: bool, mcmc_steps=0, **options):
+    def _draw(
+        self,
+        n_samples,
+        n_steps,
+        random_state,
+        log_weights: bool,
+        mcmc_steps=0,
+        *,
+        model_space: bool = True,
+        **options,
+    ):
         check_is_fitted(self, "n_iter_")
         n = self._check_n(n_samples)
         n_steps = self._sampling_steps(n_steps)
@@ -375,8 +400,9 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         x = torch.cat(xs)
         if mcmc_steps:
             x = self._refine(x, pilot, mcmc_steps, generator)
-        with torch.no_grad():
-            x = self.energy_.transform(x)  # into the user's coordinates
+        if model_space:
+            with torch.no_grad():
+                x = self.energy_.transform(x)  # into the user's coordinates
         return (x, torch.cat(ws)) if log_weights else (x, None)
 
     @staticmethod
@@ -448,6 +474,80 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         x, w = self._draw(n_samples, n_steps, random_state, return_log_weights, mcmc_steps)
         return self._output(x, w, return_log_weights, return_tensor)
 
+    def to_inference_data(
+        self,
+        n_samples: int = 4000,
+        *,
+        n_steps=None,
+        random_state=None,
+        mcmc_steps: int = 0,
+        var_names=None,
+        **options,
+    ):
+        """Draw samples and return them as an ArviZ ``InferenceData``, for ``az.summary``,
+        ``az.plot_pair``, ``az.plot_posterior`` and the rest of ArviZ.
+
+        ArviZ is an optional dependency (``pip install arviz``). The draws form one chain
+        in the ``posterior`` group, in your model's coordinates (a
+        :class:`~skcds.energies.Constrained` model's parameters under their own names and
+        shapes); ``sample_stats`` holds ``lp``, the log-density the sampler targets at each
+        draw (in its own coordinates, Jacobians included, up to a constant), and
+        ``log_weight``, the importance log-weights, where they are valid (not with
+        ``mcmc_steps``, nor for a map that folds). ArviZ's summaries are unweighted.
+
+        Parameters
+        ----------
+        n_samples : int, default=4000
+        n_steps : int, optional
+            Sampling steps (defaults to the training grid).
+        random_state : None, int or RandomState, optional
+            As in :meth:`sample`.
+        mcmc_steps : int, default=0
+            MALA moves from each draw, as in :meth:`sample`.
+        var_names : None, list of str or dict, optional
+            Variable names for the columns (see ``skcds._arviz.to_inference_data``):
+            ``None`` takes the names of a :class:`~skcds.energies.Constrained` energy, else
+            one vector variable ``x``.
+        **options
+            Further sampling options of :meth:`sample` (e.g. ``method``).
+
+        Returns
+        -------
+        arviz.InferenceData
+            (an ``xarray.DataTree`` with ArviZ >= 1.0).
+        """
+        from .._arviz import to_inference_data
+
+        weighted = not mcmc_steps
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", InvalidWeightsWarning)
+            z, log_w = self._draw(
+                n_samples,
+                n_steps,
+                random_state,
+                weighted,
+                mcmc_steps,
+                model_space=False,
+                **options,
+            )
+        for warning in caught:  # shown to the user as they came
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+        if any(issubclass(w.category, InvalidWeightsWarning) for w in caught):
+            log_w = None
+        with torch.no_grad():
+            x, lp = self.energy_.transform(z), self.energy_._log_prob(z)
+        as_numpy = lambda t: None if t is None else t.detach().cpu().double().numpy()  # noqa: E731
+        if var_names is None:
+            var_names = getattr(self._user_energy, "blocks", None)
+        return to_inference_data(
+            as_numpy(x),
+            log_weights=as_numpy(log_w),
+            log_density=as_numpy(lp),
+            var_names=var_names,
+        )
+
     def _log_det_method(self, log_det: str) -> str:
         """``'exact'`` or ``'stochastic'`` from the ``log_det`` sampling option."""
         if log_det not in ("auto", "exact", "stochastic"):
@@ -500,8 +600,22 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         -------
         LogNormalizerEstimate
             ``log_z`` (importance sampling, consistent, biased low for finite ``n``),
-            ``stderr``, ``elbo`` (a lower bound of ``log Z``), ``ess`` (normalised).
+            ``stderr``, ``elbo`` (a lower bound of ``log Z``), ``ess`` (normalised) and the
+            PSIS diagnostic ``khat``; an :class:`~skcds.exceptions.UnreliableWeightsWarning`
+            when ``khat`` is above its threshold (0.7 for ``n >= 2200``).
         """
+        estimate = self._log_normalizer(n_samples, n_steps, random_state, **options)
+        if estimate.khat > estimate.khat_threshold:
+            warnings.warn(
+                f"{type(self).__name__}: {estimate.diagnosis} (ESS {estimate.ess:.3g} of "
+                f"{estimate.n_samples} samples). Train longer, sample with more steps, or use "
+                "sample(..., mcmc_steps=m), which needs no weights.",
+                UnreliableWeightsWarning,
+                stacklevel=2,
+            )
+        return estimate
+
+    def _log_normalizer(self, n_samples, n_steps, random_state, **options):
         from ..metrics import estimate_log_normalizer
 
         _, log_w = self._draw(n_samples, n_steps, random_state, True, **options)
@@ -518,7 +632,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         -------
         float
         """
-        return float(self.estimate_log_normalizer(n_samples, random_state=random_state).elbo)
+        return float(self._log_normalizer(n_samples, None, random_state).elbo)
 
     # ---------------------------------------------------------------- persistence
     def __getstate__(self):

@@ -25,6 +25,7 @@ __all__ = ["Preconditioning", "laplace_approximation", "precondition"]
 
 MAX_DIM = 256  # 'auto' forms the d x d Hessian (d autograd passes) up to this dimension
 _N_STARTS = 4  # L-BFGS starts besides the origin: two modes found means multimodal
+_START_SD = 5.0  # the starts' spread: wider than the prior, to reach other modes
 _N_CHECK = 256  # N(0, I) draws on which the whitened and the raw target are compared
 # 'auto' leaves alone a target whose Laplace approximation is already near N(0, I): there
 # is nothing to gain, and a multimodal target's Laplace fit sees one mode only (GMM9's
@@ -211,8 +212,9 @@ def precondition(energy: Energy, method: str = "auto", seed: int = 0) -> Precond
         The target, in the user's coordinates.
     method : {'auto', 'laplace', 'none'}, default='auto'
         ``'laplace'``: :func:`laplace_approximation` from the origin. ``'auto'``: the same,
-        from the origin and from 4 random starts, kept only if the target is unimodal to
-        L-BFGS (every start reaches the same mode), not already near ``N(0, I)``
+        from the origin and from 4 random starts ``N(0, 5^2 I)``, kept only if the target
+        is unimodal to L-BFGS (every start reaches the same mode), not already near
+        ``N(0, I)``
         (mode within 3 of the origin and every Laplace standard deviation in [0.2, 5]),
         and the whitened target is closer to ``N(0, I)`` than the raw one (a greater
         ``E[log rho - log N]`` on 256 standard normal draws); otherwise ``'none'``, with
@@ -234,7 +236,8 @@ def precondition(energy: Energy, method: str = "auto", seed: int = 0) -> Precond
     if not _has_hessian(target, device):
         return Preconditioning("none", "the log-density has no torch Hessian")
     generator = np.random.default_rng(seed)
-    starts = [np.zeros(energy.dim), *generator.standard_normal((_N_STARTS, energy.dim))]
+    spread = _START_SD * generator.standard_normal((_N_STARTS, energy.dim))
+    starts = [np.zeros(energy.dim), *spread]
     found = [_find_mode(value_and_grad, start) for start in starts]
     best_mode, best_value = max(found, key=lambda mode_value: mode_value[1])
     fit = _laplace_at(target, device, best_mode, best_value)

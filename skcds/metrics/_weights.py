@@ -40,6 +40,18 @@ def _check_log_weights(log_w: ArrayLike, min_samples: int = 1) -> Tensor:
     return lw
 
 
+def _pareto_khat(lw: Tensor) -> float:
+    from ._psis import pareto_khat  # _psis builds on this module's checks
+
+    return pareto_khat(lw)
+
+
+def _khat_message(khat: float, n: int) -> tuple[float, str]:
+    from ._psis import khat_message as message
+
+    return message(khat, n)
+
+
 def _ess(lw: Tensor) -> float:
     """Normalised ESS ``(sum w)^2 / (n sum w^2)`` from log-weights, in log space."""
     log_ess = 2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0) - math.log(lw.shape[0])
@@ -125,13 +137,20 @@ class LogNormalizerEstimate:
         Normalised effective sample size, see :func:`effective_sample_size`.
     n_samples : int
         Number of weights.
+    khat : float
+        PSIS Pareto shape estimate of the weights' tail (:func:`pareto_khat`); NaN when not
+        estimated. Above :attr:`khat_threshold` (0.7 for ``n >= 2200``), importance estimates
+        such as ``log_z`` are not to be trusted, whatever ``stderr`` says.
 
     Examples
     --------
     >>> from skcds.metrics import LogNormalizerEstimate
-    >>> LogNormalizerEstimate(log_z=0.5, stderr=0.01, elbo=0.4, elbo_stderr=0.02, ess=0.9,
-    ...                       n_samples=1000)
-    LogNormalizerEstimate(log_z=0.5 ± 0.01, elbo=0.4 ± 0.02, ess=0.9, n_samples=1000)
+    >>> est = LogNormalizerEstimate(log_z=0.5, stderr=0.01, elbo=0.4, elbo_stderr=0.02,
+    ...                             ess=0.9, n_samples=1000, khat=0.2)
+    >>> est
+    LogNormalizerEstimate(log_z=0.5 ± 0.01, elbo=0.4 ± 0.02, ess=0.9, khat=0.2, n_samples=1000)
+    >>> est.reliable, est.diagnosis
+    (True, 'Pareto k-hat = 0.2 <= 0.5: good; importance-sampling estimates are reliable.')
     """
 
     log_z: float
@@ -140,12 +159,29 @@ class LogNormalizerEstimate:
     elbo_stderr: float
     ess: float
     n_samples: int
+    khat: float = math.nan
+
+    @property
+    def khat_threshold(self) -> float:
+        """``min(1 - 1 / log10(n), 0.7)``: the largest ``khat`` at which PSIS estimates
+        from ``n_samples`` weights are reliable."""
+        return _khat_message(self.khat, self.n_samples)[0]
+
+    @property
+    def reliable(self) -> bool:
+        """Whether ``khat`` was estimated and is at most :attr:`khat_threshold`."""
+        return bool(self.khat <= self.khat_threshold)
+
+    @property
+    def diagnosis(self) -> str:
+        """What ``khat`` says about these weights, in plain language."""
+        return _khat_message(self.khat, self.n_samples)[1]
 
     def __repr__(self) -> str:
         return (
             f"LogNormalizerEstimate(log_z={_fmt(self.log_z, self.stderr)}, "
             f"elbo={_fmt(self.elbo, self.elbo_stderr)}, ess={self.ess:.4g}, "
-            f"n_samples={self.n_samples})"
+            f"khat={self.khat:.3g}, n_samples={self.n_samples})"
         )
 
 
@@ -174,7 +210,8 @@ def estimate_log_normalizer(log_w: ArrayLike) -> LogNormalizerEstimate:
     Returns
     -------
     LogNormalizerEstimate
-        ``log_z``, ``stderr``, ``elbo``, ``elbo_stderr``, ``ess`` and ``n_samples``.
+        ``log_z``, ``stderr``, ``elbo``, ``elbo_stderr``, ``ess``, ``n_samples`` and the
+        PSIS diagnostic ``khat`` (with ``reliable`` and ``diagnosis``).
 
     Raises
     ------
@@ -208,4 +245,5 @@ def estimate_log_normalizer(log_w: ArrayLike) -> LogNormalizerEstimate:
         elbo_stderr=float(lw.std() / math.sqrt(n)),
         ess=_ess(lw),
         n_samples=n,
+        khat=_pareto_khat(lw),
     )

@@ -122,7 +122,7 @@ def test_record_repr_is_readable():
     )
     assert repr(est) == (
         "LogNormalizerEstimate(log_z=-1.23457 ± 0.012, elbo=-1.5 ± 0.004, ess=0.8765, "
-        "n_samples=100)"
+        "khat=nan, n_samples=100)"
     )
 
 
@@ -130,3 +130,12 @@ def test_record_is_frozen():
     est = estimate_log_normalizer(np.zeros(3))
     with pytest.raises(dataclasses.FrozenInstanceError):
         est.log_z = 1.0
+
+
+def test_the_estimate_carries_psis_khat_and_a_verdict():
+    rng = np.random.default_rng(0)
+    light = estimate_log_normalizer(rng.normal(0.0, 0.3, 5000))  # lognormal, thin tail
+    heavy = estimate_log_normalizer(np.log(rng.pareto(1 / 0.9, 5000) + 1.0))  # shape k = 0.9
+    assert light.reliable and light.khat < 0.5 and "good" in light.diagnosis
+    assert not heavy.reliable and heavy.khat > 0.7 and "not to be trusted" in heavy.diagnosis
+    assert heavy.khat_threshold == 0.7
