@@ -13,7 +13,7 @@ import torch
 
 from ._estimators._self_consistent import SelfConsistentSampler
 from .energies import GaussianMixture
-from .exceptions import InvalidWeightsWarning
+from .exceptions import InvalidWeightsWarning, UnreliableWeightsWarning
 from .metrics import mode_coverage, wasserstein
 
 DEMO_BUDGET = {"n_steps": 32, "max_iter": 1500, "batch_size": 256}
@@ -45,6 +45,7 @@ def _weight_metrics(sampler, k: int) -> dict:
     """log Z, ELBO and ESS from the k-step change-of-variables weights, or why they are invalid."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InvalidWeightsWarning)
+        warnings.simplefilter("ignore", UnreliableWeightsWarning)  # printed as k-hat below
         estimate = sampler.estimate_log_normalizer(10_000, n_steps=k, random_state=3)
     if any(issubclass(w.category, InvalidWeightsWarning) for w in caught):
         # a folding map has no valid change-of-variables density: print no numbers for it
@@ -54,6 +55,7 @@ def _weight_metrics(sampler, k: int) -> dict:
         f"[{k} step(s)] log Z standard error": estimate.stderr,
         f"[{k} step(s)] ELBO": estimate.elbo,
         f"[{k} step(s)] ESS": estimate.ess,
+        f"[{k} step(s)] PSIS k-hat (reliable below 0.7)": estimate.khat,
     }
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import ParameterGrid
 
-from .exceptions import InvalidWeightsWarning
+from .exceptions import InvalidWeightsWarning, UnreliableWeightsWarning
 
 __all__ = ["SamplerSearch", "search_sampler"]
 
@@ -23,7 +23,7 @@ class SamplerSearch:
     ----------
     results : list of dict
         One row per candidate: ``params``, ``elbo`` (``-inf`` where the weights are invalid),
-        ``elbo_stderr``, ``log_z``, ``ess``, ``valid`` and ``fit_seconds``; best first.
+        ``elbo_stderr``, ``log_z``, ``ess``, ``khat``, ``valid`` and ``fit_seconds``; best first.
     best_params : dict
     best_score : float
         The best ELBO.
@@ -87,6 +87,7 @@ def search_sampler(
         seconds = time.perf_counter() - start
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", InvalidWeightsWarning)
+            warnings.simplefilter("ignore", UnreliableWeightsWarning)  # the khat column says
             estimate = candidate.estimate_log_normalizer(
                 n_samples, random_state=random_state, **sample_options
             )
@@ -98,6 +99,7 @@ def search_sampler(
                 "elbo_stderr": estimate.elbo_stderr,
                 "log_z": estimate.log_z,
                 "ess": estimate.ess,
+                "khat": estimate.khat,
                 "valid": valid,
                 "fit_seconds": seconds,
                 "_estimator": candidate,

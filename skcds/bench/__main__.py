@@ -15,7 +15,7 @@ def _names(text: str) -> list[str]:
 def _parser() -> argparse.ArgumentParser:
     from ._budgets import BUDGETS
     from ._posteriordb import POSTERIORS
-    from ._posteriordb_run import PDB_METHODS
+    from ._posteriordb_run import PDB_BUDGETS, PDB_METHODS
     from ._run import METHODS
     from ._targets import TARGETS
 
@@ -55,10 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--budget",
-        choices=sorted(BUDGETS),
+        choices=sorted({*BUDGETS, *PDB_BUDGETS}),
         default="smoke",
         help="smoke: minutes on 2 CPU cores; cpu: about an hour per target on 2 cores "
-        "(posteriordb mode: under 5 minutes per posterior and method on one thread); "
+        "(posteriordb mode: at most 5 minutes per posterior and method on one thread; "
+        "cpu_long: 2500 iterations); "
         "paper: the paper's budget, for a GPU (not in posteriordb mode)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")

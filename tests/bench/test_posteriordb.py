@@ -217,3 +217,28 @@ def test_find_posteriordb_takes_the_folder_or_its_parent(tmp_path, monkeypatch):
 def test_unknown_posterior_name():
     with pytest.raises(ValueError, match="kidiq-kidscore_momiq"):
         load_posterior("radon")
+
+
+# ----------------------------------------------------------- the benchmark mode
+def test_the_posteriordb_mode_writes_a_table(tmp_path):
+    try:
+        find_posteriordb()
+    except FileNotFoundError:
+        pytest.skip(SKIP_REASON)
+    from skcds.bench.__main__ import main
+
+    main(["--mode", "posteriordb", "--budget", "smoke", "--targets", "kidiq",
+          "--methods", "dis", "--out", str(tmp_path)])  # fmt: skip
+    import json
+
+    (row,) = json.loads((tmp_path / "posteriordb" / "results.json").read_text())
+    assert row["posterior"] == "kidiq" and row["preconditioning"] == "laplace"
+    assert {"raw_max_z", "is_max_z", "ess", "khat", "fit_seconds"} <= set(row)
+    assert "| kidiq | dis | laplace |" in (tmp_path / "posteriordb" / "table.md").read_text()
+
+
+def test_the_posteriordb_mode_refuses_unknown_names(tmp_path):
+    from skcds.bench.__main__ import main
+
+    with pytest.raises(SystemExit, match="unknown targets"):
+        main(["--mode", "posteriordb", "--targets", "gmm9", "--out", str(tmp_path)])

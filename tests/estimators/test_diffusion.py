@@ -123,6 +123,7 @@ def test_pis_starts_every_path_at_the_origin():
     assert torch.count_nonzero(sampler._prior(5)) == 0
 
 
+@pytest.mark.filterwarnings("ignore::skcds.exceptions.UnreliableWeightsWarning")  # tiny models
 def test_estimate_log_normalizer_and_score(fitted):
     est = fitted.estimate_log_normalizer(500, random_state=0)
     assert 0 < est.ess <= 1 and est.stderr > 0 and est.elbo <= est.log_z

@@ -242,3 +242,15 @@ def test_heavy_tailed_weights_get_a_plain_language_warning(monkeypatch):
     with pytest.warns(UnreliableWeightsWarning, match="not to be trusted.*mcmc_steps"):
         estimate = sampler.estimate_log_normalizer(4000)
     assert estimate.khat > 0.7 and not estimate.reliable
+
+
+@pytest.mark.parametrize("energy", [GaussianMixture.grid(), Funnel()], ids=["gmm9", "funnel"])
+def test_auto_trains_the_synthetic_targets_exactly_as_before(energy):
+    """'auto' leaves them alone and draws nothing from the training generator, so the
+    synthetic benchmarks are unchanged: bitwise the same weights as precondition='none'."""
+    fits = [
+        DiffusionSampler(**TINY, precondition=p, random_state=0).fit(energy)
+        for p in ("auto", "none")
+    ]
+    for a, b in zip(*(f.control_.parameters() for f in fits), strict=True):
+        assert torch.equal(a, b)

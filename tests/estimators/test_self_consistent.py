@@ -191,6 +191,7 @@ def test_fit_is_deterministic_under_random_state():
 # ---------------------------------------------------------------- valid weights
 
 
+@pytest.mark.filterwarnings("ignore::skcds.exceptions.UnreliableWeightsWarning")  # tiny models
 @pytest.mark.parametrize("target", ["gmm-grid", "gaussian"])
 @pytest.mark.parametrize("k", [1, 2, 8])
 def test_elbo_does_not_exceed_log_z(fitted, fitted_gaussian, target, k):
