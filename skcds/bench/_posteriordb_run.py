@@ -171,6 +171,7 @@ def run_posteriordb(
                 )
             (out / "results.json").write_text(json.dumps(rows, indent=1))
             (out / "table.md").write_text("\n".join(posteriordb_table(rows)) + "\n")
+            (out / "table.csv").write_text("\n".join(posteriordb_table(rows, csv=True)) + "\n")
     return rows
 
 
@@ -192,11 +193,11 @@ _COLUMNS = [
 ]
 
 
-def posteriordb_table(rows: list[dict]) -> list[str]:
-    """The rows as a Markdown table (``-`` where a value does not apply)."""
+def posteriordb_table(rows: list[dict], csv: bool = False) -> list[str]:
+    """The rows as a Markdown table, or CSV lines (``-`` where a value does not apply)."""
     header = [name for name, _ in _COLUMNS]
+    cells = [[fmt.format(row[k]) if k in row else "-" for k, fmt in _COLUMNS] for row in rows]
+    if csv:
+        return [",".join(line) for line in [header, *cells]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        cells = [fmt.format(row[k]) if k in row else "-" for k, fmt in _COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    return lines + ["| " + " | ".join(line) + " |" for line in cells]

@@ -27,7 +27,7 @@ __all__ = ["Constrained", "OrderedTransform", "ordered"]
 
 
 class _Ordered(constraints.Constraint):
-    """Strictly increasing vectors: ``x[..., 0] < x[..., 1] < ... < x[..., -1]``.
+    """Strictly increasing vectors: ``x[k] < x[k + 1]`` for every ``k`` along the last axis.
 
     Use it as ``(K, skcds.energies.ordered)`` in the ``supports`` of :class:`Constrained`
     (cut-points of an ordinal model, the locations of an identified mixture). Its bijection,

@@ -254,3 +254,18 @@ def test_auto_trains_the_synthetic_targets_exactly_as_before(energy):
     ]
     for a, b in zip(*(f.control_.parameters() for f in fits), strict=True):
         assert torch.equal(a, b)
+
+
+def refuses_far_points(x: torch.Tensor) -> torch.Tensor:
+    """A model that raises away from its mass, as a GP kernel whose Cholesky fails at a huge
+    amplitude or a ``torch.distributions`` scale that underflowed."""
+    if bool((x.abs() > 6).any()):
+        raise ValueError("Expected parameter scale to satisfy the constraint GreaterThan(0)")
+    return -0.5 * (x**2).sum(-1)
+
+
+def test_the_probe_never_breaks_a_model_that_refuses_far_points():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sampler = DiffusionSampler(**TINY, random_state=0).fit(from_log_prob(refuses_far_points, 2))
+    assert sampler.n_iter_ == TINY["max_iter"]
