@@ -229,6 +229,9 @@ class _Decoder:
 
     def _network(self, value):
         net = _lookup(_NETWORKS, value["class"], "network")(**self(value["config"]))
+        floating = [t.dtype for t in value["state"].values() if t.is_floating_point()]
+        if floating:  # built in torch's default dtype: a float64 model must not round
+            net.to(dtype=floating[0])
         net.load_state_dict(value["state"])
         return net
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from ._core import distributed
 from ._estimators._validation import positive_int
 from ._persistence import write_model
 
@@ -63,8 +64,9 @@ class Checkpoint:
             )
 
     def __call__(self, estimator, record: dict) -> None:
-        """Save ``estimator`` if ``record`` closes a multiple of ``every`` iterations."""
-        if (record["iteration"] + 1) % self.every == 0:
+        """Save ``estimator`` if ``record`` closes a multiple of ``every`` iterations (on
+        rank 0 only, when training data-parallel: every rank holds the same model)."""
+        if (record["iteration"] + 1) % self.every == 0 and distributed.rank() == 0:
             write_model(estimator, self.path, drop_callbacks=True)
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ import skcds
 import skcds.bench
 import skcds.callbacks
 import skcds.datasets
+import skcds.distributed
 import skcds.energies
 import skcds.exceptions
 import skcds.metrics
@@ -20,6 +21,7 @@ MODULES = [
     skcds.energies,
     skcds.metrics,
     skcds.datasets,
+    skcds.distributed,
     skcds.exceptions,
     skcds.bench,
 ]

@@ -137,3 +137,16 @@ def test_gpu_trained_model_loads_on_cpu(tmp_path):
     sampler = DiffusionSampler(**TINY, device="cuda").fit(ENERGY)
     skcds.save(sampler, tmp_path / "m")
     assert skcds.load(tmp_path / "m").sample(3).shape == (3, 2)
+
+
+def test_a_float64_model_round_trips_without_rounding(tmp_path):
+    """skcds.load rebuilt networks in float32 and rounded a float64 model's weights."""
+    from skcds import DiffusionSampler
+    from skcds.energies import GaussianMixture
+
+    sampler = DiffusionSampler(n_steps=8, max_iter=3, batch_size=16, dtype="float64")
+    sampler.set_params(random_state=0).fit(GaussianMixture.grid())
+    skcds.save(sampler, tmp_path / "model.skcds")
+    loaded = skcds.load(tmp_path / "model.skcds")
+    for a, b in zip(loaded.control_.parameters(), sampler.control_.parameters(), strict=True):
+        assert a.dtype == torch.float64 and torch.equal(a, b)

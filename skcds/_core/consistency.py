@@ -19,6 +19,7 @@ import math
 import torch
 from torch import Tensor
 
+from . import distributed
 from .flow import flow_velocity, step_jacobian
 from .losses import finite_rows, zero_rows
 from .rollout import _step_features, _time_features
@@ -43,8 +44,14 @@ def sample_jumps(n_steps: int, batch: int, *, generator, device) -> tuple[Tensor
     ``k * length`` with ``k`` uniform on ``0..n_steps / length - 1``.
     """
     levels = int(math.log2(n_steps))
-    lengths = 2 ** torch.randint(1, levels + 1, (batch,), generator=generator, device=device)
-    u = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)
+
+    def draw(m: int) -> Tensor:  # data-parallel: the global batch's draw, this rank's rows
+        lengths = torch.randint(1, levels + 1, (m,), generator=generator, device=device)
+        u = torch.rand(m, generator=generator, device=device, dtype=torch.float64)
+        return torch.stack([lengths.double(), u])
+
+    levels_drawn, u = distributed.shard(draw, batch, axis=1)
+    lengths = 2 ** levels_drawn.long()
     starts = (u * (n_steps // lengths)).long() * lengths
     return starts, lengths
 

@@ -23,6 +23,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from . import distributed
+
 __all__ = ["jacobian_log_abs_det", "map_log_abs_det", "slq_log_abs_det"]
 
 _TINY = 1e-30
@@ -82,7 +84,10 @@ def slq_log_abs_det(
     m = min(n_iter, d)
     total = torch.zeros(n, dtype=dtype, device=device)
     for _ in range(n_probes):
-        z = torch.randint(0, 2, (n, d), generator=generator, device=device).to(dtype) * 2 - 1
+        signs = distributed.shard(
+            lambda m: torch.randint(0, 2, (m, d), generator=generator, device=device), n
+        )
+        z = signs.to(dtype) * 2 - 1
         alpha, beta = _lanczos(lambda v: vjp(jvp(v)), z / d**0.5, m)
         tridiagonal = (
             torch.diag_embed(alpha) + torch.diag_embed(beta, 1) + torch.diag_embed(beta, -1)

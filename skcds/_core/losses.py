@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import distributed
+
 __all__ = ["LOSSES", "finite_rows", "get_loss", "kl", "log_variance", "zero_rows"]
 
 _LIMIT = 1e8
@@ -25,17 +27,32 @@ def log_variance(log_w: Tensor) -> tuple[Tensor, Tensor]:
     """Log-variance divergence ``Var[log_w]`` over the finite samples (DIS; shift-invariant,
     so the unknown ``log Z`` drops out). Unbiased sample variance."""
     filled, keep, count = _mask(log_w)
+    if distributed.is_active():
+        return _global_log_variance(filled, keep, count), log_w.shape[0] - count
     n = count.clamp(min=2).to(log_w.dtype)
     mean = filled.sum() / n
     var = (keep * (filled - mean).square()).sum() / (n - 1)
     return var, log_w.shape[0] - count
 
 
+def _global_log_variance(filled: Tensor, keep: Tensor, count: Tensor) -> Tensor:
+    """This rank's share of the variance over all ranks' samples, scaled so that the mean
+    over the ranks (of values and of gradients) is the global variance and its gradient.
+    The global mean is detached: the variance's derivative in it is zero."""
+    n = distributed.global_sum(count).clamp(min=2).to(filled.dtype)
+    mean = distributed.global_sum(filled.sum()) / n
+    share = (keep * (filled - mean).square()).sum() / (n - 1)
+    return distributed.world_size() * share
+
+
 def kl(log_w: Tensor) -> tuple[Tensor, Tensor]:
     """Reverse KL divergence up to ``log Z``: ``-E[log_w]`` (PIS/DDS); needs a rollout that is
     differentiable end to end (reparametrisation)."""
     filled, keep, count = _mask(log_w)
-    return -filled.sum() / count.clamp(min=1).to(log_w.dtype), log_w.shape[0] - count
+    # data-parallel: this rank's share of the mean over all ranks' finite samples, times W
+    scale = distributed.world_size() if distributed.is_active() else 1
+    n = distributed.global_sum(count).clamp(min=1).to(log_w.dtype)
+    return -scale * filled.sum() / n, log_w.shape[0] - count
 
 
 def finite_rows(*tensors: Tensor) -> Tensor:

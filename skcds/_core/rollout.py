@@ -20,6 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from . import distributed
 from .losses import finite_rows, zero_rows
 from .networks import TimeFeatures
 
@@ -57,9 +58,16 @@ class Rollout(NamedTuple):
         return self.log_target - self.log_rnd
 
 
-def standard_normal(shape, *, generator, dtype, device) -> Tensor:
-    """Standard normal increments from an explicit generator (never the global RNG)."""
-    return torch.randn(shape, generator=generator, dtype=dtype, device=device)
+def standard_normal(shape, *, generator, dtype, device, batch_axis: int = 0) -> Tensor:
+    """Standard normal increments from an explicit generator (never the global RNG);
+    data-parallel, this rank's rows along ``batch_axis`` of the global batch's draw."""
+    shape = tuple(shape)
+
+    def draw(m: int) -> Tensor:
+        full = (*shape[:batch_axis], m, *shape[batch_axis + 1 :])
+        return torch.randn(full, generator=generator, dtype=dtype, device=device)
+
+    return distributed.shard(draw, shape[batch_axis], batch_axis)
 
 
 def _step_features(features: TimeFeatures, k: int) -> TimeFeatures:
@@ -211,7 +219,11 @@ def euler_maruyama(
     """
     if noise is None and record:
         noise = standard_normal(
-            (times.shape[0] - 1, *x0.shape), generator=generator, dtype=x0.dtype, device=x0.device
+            (times.shape[0] - 1, *x0.shape),
+            generator=generator,
+            dtype=x0.dtype,
+            device=x0.device,
+            batch_axis=1,
         )
     return _sde(control, process, energy, times, x0, noise, step, record, generator)
 

@@ -10,6 +10,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from . import distributed
+
 __all__ = ["EMA", "apply_clip_schedule", "make_optimizer", "make_scheduler", "optimizer_step"]
 
 
@@ -39,15 +41,20 @@ def apply_clip_schedule(control: nn.Module, iteration: int, initial: float = 10.
 def optimizer_step(loss: Tensor, params, optimizer, scheduler=None, max_norm: float = 1.0):
     """Backward, clip and step, unless the loss or the gradient norm is non-finite.
 
+    Data-parallel (:mod:`skcds._core.distributed`), the gradients are averaged over the
+    ranks before clipping, and a non-finite loss on any rank skips the step on all.
+
     Returns ``(grad_norm, skipped)``; a skipped step leaves parameters, optimiser state and
     the learning-rate schedule untouched. ``scheduler=None`` leaves the schedule to the
     caller (samplers that take several optimiser steps per iteration advance it once).
     """
     optimizer.zero_grad(set_to_none=True)
-    if torch.isfinite(loss):
+    finite = bool(torch.isfinite(loss))
+    if finite:
         loss.backward()
+    finite = distributed.average_gradients(list(params), finite)  # no-op on one process
     grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-    skipped = not math.isfinite(grad_norm) or not math.isfinite(float(loss.detach()))
+    skipped = not math.isfinite(grad_norm) or not finite
     if not skipped:
         optimizer.step()
         if scheduler is not None:

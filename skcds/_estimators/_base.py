@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from .._core import mcmc
+from .._core import distributed, mcmc
 from .._core.reference import get_reference
 from .._core.training import (
     EMA,
@@ -169,6 +169,9 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         self.device_ = v.resolve_device(self.device)
         self._dtype = v.resolve_dtype(self.dtype)
         self._generator = v.make_generator(self.random_state, self.device_)
+        self._check_world()
+        # every rank must start from the same weights and draw the same global batch
+        self._generator.manual_seed(distributed.broadcast_int(self._generator.initial_seed()))
         init_generator = torch.Generator().manual_seed(int(self._generator.initial_seed()) + 1)
         self.reference_ = self._make_reference()
         energy = copy.deepcopy(energy).to(device=self.device_, dtype=self._dtype)
@@ -230,13 +233,31 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         return dynamics_view(self.energy_, self._reads_score())
 
     def _prior(self, n: int, generator=None, dim=None):
-        return self.reference_.prior_sample(
-            n,
-            self.energy_.dim if dim is None else dim,
-            generator=generator or self._generator,
-            dtype=self._dtype,
-            device=self.device_,
-        )
+        def draw(m: int) -> torch.Tensor:
+            return self.reference_.prior_sample(
+                m,
+                self.energy_.dim if dim is None else dim,
+                generator=generator or self._generator,
+                dtype=self._dtype,
+                device=self.device_,
+            )
+
+        return distributed.shard(draw, n)
+
+    @property
+    def _local_batch(self) -> int:
+        """Trajectories this process rolls out per iteration: ``batch_size`` over the ranks
+        when training data-parallel (:mod:`skcds._core.distributed`)."""
+        return self.batch_size // (distributed.world_size() if distributed.is_active() else 1)
+
+    def _check_world(self) -> None:
+        world = distributed.world_size()
+        if self.batch_size % world:
+            raise ValueError(
+                f"{type(self).__name__} trains data-parallel on {world} processes, so "
+                f"'batch_size' (the global batch, split evenly over the ranks) must be a "
+                f"multiple of {world}; got {self.batch_size}."
+            )
 
     def _train(self, n_iter: int) -> None:
         """The training loop: ``n_iter`` times :meth:`_iteration` and the callbacks.
@@ -248,9 +269,11 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         """
         # the clock reading at which `elapsed` (seconds of training, all fits) was zero
         origin = time.perf_counter() - (self.history_[-1]["elapsed"] if self.history_ else 0.0)
-        bar = tqdm(total=n_iter, disable=self.verbose < 1, desc=type(self).__name__)
+        self._check_world()
+        quiet = self.verbose < 1 or distributed.rank() != 0
+        bar = tqdm(total=n_iter, disable=quiet, desc=type(self).__name__)
         try:
-            with _DeferredInterrupt() as interrupt:
+            with _DeferredInterrupt() as interrupt, distributed.sharding(True):
                 for _ in range(n_iter):
                     record = self._iteration(origin)
                     if record is None:  # diverged: stopped with a warning
@@ -260,7 +283,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
                         callback(self, record)
                     bar.set_postfix(loss=f"{record['loss']:.4g}", refresh=False)
                     bar.update()
-                    if interrupt.requested:
+                    if distributed.any_rank(interrupt.requested):  # all ranks stop together
                         raise KeyboardInterrupt
         except KeyboardInterrupt:
             warnings.warn(
@@ -282,12 +305,13 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         record = {"iteration": iteration, "learning_rate": lr, "n_nonfinite": 0}
         stepped = skipped_any = False
         for logs, loss, n_nonfinite in self._training_steps(iteration):
-            if self._nothing_finite(int(n_nonfinite), iteration):
+            n_nonfinite = int(distributed.global_sum(torch.as_tensor(n_nonfinite)))
+            if self._nothing_finite(n_nonfinite, iteration):
                 return None
             grad_norm, skipped = optimizer_step(loss, params, self._optimizer)
             stepped, skipped_any = stepped or not skipped, skipped_any or skipped
-            record.update((name, float(term.detach())) for name, term in logs.items())
-            record["n_nonfinite"] += int(n_nonfinite)
+            record.update(self._global_logs(logs))
+            record["n_nonfinite"] += n_nonfinite
         if stepped:
             self._scheduler.step()
         self._update_ema(iteration)
@@ -296,6 +320,17 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         self.history_.append(record)
         self.n_iter_ += 1
         return record
+
+    @staticmethod
+    def _global_logs(logs: dict) -> dict:
+        """``history_`` values: the loss terms averaged over the ranks (one all-reduce)."""
+        if not logs:
+            return {}
+        values = torch.stack([term.detach().double().reshape(()) for term in logs.values()])
+        values = distributed.global_sum(values) / (
+            distributed.world_size() if distributed.is_active() else 1
+        )
+        return dict(zip(logs, values.tolist(), strict=True))
 
     def _nothing_finite(self, n_nonfinite: int, iteration: int) -> bool:
         """Whether no sample of the iteration is finite, in which case no update is taken:
@@ -393,10 +428,10 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         with torch.no_grad():
             for begin in range(0, n, _SAMPLE_CHUNK):
                 size = min(_SAMPLE_CHUNK, n - begin)
-                x, w = self._sample_chunk(size, n_steps, generator, log_weights, **options)
+                x, w = self._sharded_chunk(size, n_steps, generator, log_weights, **options)
                 xs.append(x), ws.append(w)
             if mcmc_steps:
-                pilot, _ = self._sample_chunk(_MCMC_PILOT, n_steps, generator, False, **options)
+                pilot, _ = self._sharded_chunk(_MCMC_PILOT, n_steps, generator, False, **options)
         x = torch.cat(xs)
         if mcmc_steps:
             x = self._refine(x, pilot, mcmc_steps, generator)
@@ -404,6 +439,20 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             with torch.no_grad():
                 x = self.energy_.transform(x)  # into the user's coordinates
         return (x, torch.cat(ws)) if log_weights else (x, None)
+
+    def _sharded_chunk(self, size: int, n_steps: int, generator, log_weights: bool, **options):
+        """:meth:`_sample_chunk`; data-parallel, each rank draws ``ceil(size / W)`` of the
+        samples and every rank gets all of them (gathered in rank order). The draws equal
+        those of one process when ``W`` divides ``size``."""
+        world = distributed.world_size()
+        with distributed.sharding(True):
+            if not distributed.is_active():
+                return self._sample_chunk(size, n_steps, generator, log_weights, **options)
+            local = -(-size // world)
+            x, w = self._sample_chunk(local, n_steps, generator, log_weights, **options)
+            x = distributed.all_gather_rows(x)[:size]
+            w = None if w is None else distributed.all_gather_rows(w)[:size]
+        return x, w
 
     @staticmethod
     def _check_mcmc_steps(mcmc_steps, log_weights: bool) -> int:
@@ -668,12 +717,13 @@ class _BaseSampler(DensityMixin, BaseEstimator):
     def _restore_fitted_state(self) -> None:
         if self.device_.type == "cuda" and not torch.cuda.is_available():
             self.device_ = torch.device("cpu")
-        device = self.device_
+        device, dtype = self.device_, getattr(self, "_dtype", None)
+        # the dtype too: skcds.load rebuilds networks in torch's default float32
         for name in self._device_modules:
-            getattr(self, name).to(device)
+            getattr(self, name).to(device=device, dtype=dtype)
         for name in self._ema_attributes:
             if getattr(self, name, None) is not None:
-                getattr(self, name).module.to(device)
+                getattr(self, name).module.to(device=device, dtype=dtype)
         optimizer_state, scheduler_state = self._optimizer, self._scheduler
         self._optimizer = make_optimizer(self.control_.parameters(), self.learning_rate)
         self._optimizer.load_state_dict(optimizer_state)

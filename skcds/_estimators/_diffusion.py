@@ -244,7 +244,7 @@ class DiffusionSampler(_BaseSampler):
     def _diffusion_loss(self):
         """``(loss, n_nonfinite, rollout)`` of the divergence on one batch of SDE paths."""
         times, step = self._grid(self.n_steps), self._step_conditioning(self.n_steps)
-        x0 = self._prior(self.batch_size)
+        x0 = self._prior(self._local_batch)
         if self.loss == "kl":
             roll = euler_maruyama(
                 self.control_,
@@ -262,6 +262,7 @@ class DiffusionSampler(_BaseSampler):
                 generator=self._generator,
                 dtype=x0.dtype,
                 device=x0.device,
+                batch_axis=1,
             )
             with torch.no_grad():
                 roll = self._detached_rollout(times, x0, noise, step)

@@ -15,6 +15,7 @@ from .._core.grids import uniform_grid
 from .._core.logdet import map_log_abs_det
 from .._core.networks import ConsistencyNet
 from .._core.reference import FLOW_REFERENCES
+from .._core.rollout import standard_normal
 from .._core.training import EMA
 from . import _validation as v
 from ._base import _BaseSampler
@@ -291,7 +292,7 @@ class ConsistentDistiller(_BaseSampler):
         interval = int(torch.randint(n, (1,), generator=self._generator, device=self.device_))
         i1, i2 = self._coarse[interval], self._coarse[interval + 1]
         with torch.no_grad():
-            x1 = self._teacher_flow(0, i1, self._prior(self.batch_size))
+            x1 = self._teacher_flow(0, i1, self._prior(self._local_batch))
             x2 = self._teacher_flow(i1, i2, x1)
         end = self.reference_.terminal_time
         sigma1, sigma2 = end - self._teacher_times[i1], end - self._teacher_times[i2]
@@ -336,7 +337,7 @@ class ConsistentDistiller(_BaseSampler):
         x = net(sigmas[0], x0)
         for sigma in sigmas[1:]:
             alpha, var = self.reference_.marginal(self.reference_.terminal_time - sigma)
-            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+            noise = standard_normal(x.shape, generator=generator, dtype=x.dtype, device=x.device)
             x = net(sigma, alpha * x + var.sqrt() * noise)
         if not log_weights:
             return x, None

@@ -274,7 +274,7 @@ class SelfConsistentSampler(DiffusionSampler):
         """The jump losses of one iteration: ``(weighted sum, {history column: term})``,
         every term divided by the dimension."""
         starts, lengths = sample_jumps(
-            self.n_steps, self.batch_size, generator=self._generator, device=self.device_
+            self.n_steps, self._local_batch, generator=self._generator, device=self.device_
         )
         args = (self.control_, self.reference_, self._dynamics_energy, self._grid(self.n_steps))
         xs, scores = roll.xs.detach(), roll.scores.detach()
@@ -286,7 +286,7 @@ class SelfConsistentSampler(DiffusionSampler):
                 self_consistency_loss(*args, xs, scores, starts, lengths, teacher)[0],
             )
         }
-        m = max(2, self.batch_size // 4)
+        m = max(2, self._local_batch // 4)
         x0, score0 = xs[0, :m], scores[0, :m]  # the rollout's scores: not evaluated again
         if self.flow_map_weight:
             jumps = (starts[:m], lengths[:m])  # rows m.. keep their own jumps above
