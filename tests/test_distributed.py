@@ -123,3 +123,20 @@ def _odd_batch() -> None:
 def test_launch_checks_nprocs():
     with pytest.raises(ValueError, match="'nprocs' must be an int >= 1"):
         launch(fit_dis, 0)
+
+
+def continue_fit(path: str) -> dict:
+    """A 1-process checkpoint continued for 2 iterations (on W processes under launch)."""
+    torch.set_num_threads(1)
+    sampler = skcds.load(path)
+    sampler.set_params(warm_start=True, max_iter=2).fit()
+    return _summary(sampler)
+
+
+def test_a_one_process_checkpoint_continues_on_two_processes(tmp_path):
+    path = tmp_path / "model.skcds"
+    skcds.save(DiffusionSampler(**DIS).fit(GaussianMixture.grid()), path)
+    single = continue_fit(str(path))
+    for result in launch(continue_fit, 2, str(path), timeout=TIMEOUT):
+        for a, b in zip(result["params"], single["params"], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)

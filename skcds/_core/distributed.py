@@ -107,12 +107,13 @@ def all_gather_rows(x: Tensor) -> Tensor:
     return torch.cat(parts)
 
 
-def any_rank(flag: bool) -> bool:
+def any_rank(flag: bool, device=None) -> bool:
     """Whether ``flag`` is true on any rank (itself when not active): a decision every rank
-    must take together, such as stopping at a Ctrl-C that reached only some of them."""
+    must take together, such as stopping at a Ctrl-C that reached only some of them.
+    ``device``: where the collective runs (a CUDA device for NCCL)."""
     if not is_active():
         return flag
-    return bool(global_sum(torch.tensor([float(flag)])) > 0)
+    return bool(global_sum(torch.tensor([float(flag)], device=device)) > 0)
 
 
 def broadcast_int(value: int) -> int:

@@ -283,7 +283,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
                         callback(self, record)
                     bar.set_postfix(loss=f"{record['loss']:.4g}", refresh=False)
                     bar.update()
-                    if distributed.any_rank(interrupt.requested):  # all ranks stop together
+                    if distributed.any_rank(interrupt.requested, self.device_):  # all stop together
                         raise KeyboardInterrupt
         except KeyboardInterrupt:
             warnings.warn(
@@ -305,7 +305,9 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         record = {"iteration": iteration, "learning_rate": lr, "n_nonfinite": 0}
         stepped = skipped_any = False
         for logs, loss, n_nonfinite in self._training_steps(iteration):
-            n_nonfinite = int(distributed.global_sum(torch.as_tensor(n_nonfinite)))
+            n_nonfinite = int(
+                distributed.global_sum(torch.as_tensor(n_nonfinite, device=self.device_))
+            )
             if self._nothing_finite(n_nonfinite, iteration):
                 return None
             grad_norm, skipped = optimizer_step(loss, params, self._optimizer)
@@ -321,12 +323,14 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         self.n_iter_ += 1
         return record
 
-    @staticmethod
-    def _global_logs(logs: dict) -> dict:
+    def _global_logs(self, logs: dict) -> dict:
         """``history_`` values: the loss terms averaged over the ranks (one all-reduce)."""
         if not logs:
             return {}
-        values = torch.stack([term.detach().double().reshape(()) for term in logs.values()])
+        terms = [
+            term.detach().to(self.device_, torch.float64).reshape(()) for term in logs.values()
+        ]
+        values = torch.stack(terms)
         values = distributed.global_sum(values) / (
             distributed.world_size() if distributed.is_active() else 1
         )
