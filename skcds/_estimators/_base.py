@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import numbers
 import signal
 import threading
@@ -38,6 +39,7 @@ from ..exceptions import (
     UnreliableWeightsWarning,
 )
 from . import _validation as v
+from ._stopping import MONITOR_SAMPLES, Stopper
 
 _SAMPLE_CHUNK = 65_536
 _MCMC_PILOT = 256  # chains that tune the MALA step of sample(mcmc_steps=...), then discarded
@@ -95,7 +97,6 @@ class _BaseSampler(DensityMixin, BaseEstimator):
     _ema_attributes = ("_ema",)  # EMA objects whose modules are moved likewise
     # values that reproduce how a model saved before a parameter existed was trained, where
     # they differ from the parameter's default
-    _defaults_before_added: dict = {}
 
     _parameter_constraints: dict = {
         "n_steps": v.positive_int(),
@@ -110,7 +111,14 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         "device": v.DEVICE,
         "random_state": v.RANDOM_STATE,
         "callbacks": v.CALLBACKS,
+        "max_time": v.optional(v.positive_float()),
+        "early_stopping": v.Constraint(bool, None, "a bool"),
+        "n_iter_no_change": v.positive_int(),
+        "tol": v.Constraint(numbers.Real, lambda t: t >= 0 and math.isfinite(t), "a float >= 0"),
+        "monitor_every": v.positive_int(),
     }
+    # models saved before early stopping existed trained for max_iter iterations
+    _defaults_before_added: dict = {"early_stopping": False}
 
     # ---------------------------------------------------------------- hooks
     def _build(self, dim: int, generator: torch.Generator) -> torch.nn.Module:
@@ -272,20 +280,32 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         self._check_world()
         quiet = self.verbose < 1 or distributed.rank() != 0
         bar = tqdm(total=n_iter, disable=quiet, desc=type(self).__name__)
+        stopper, self.stop_reason_ = Stopper(self), "max_iter"
         try:
             with _DeferredInterrupt() as interrupt, distributed.sharding(True):
                 for _ in range(n_iter):
                     record = self._iteration(origin)
                     if record is None:  # diverged: stopped with a warning
+                        self.stop_reason_ = "diverged"
                         break
+                    converged = stopper.monitored(record["iteration"]) and stopper.converged(
+                        self._monitor(record)
+                    )
                     self._warn_if_often_nonfinite()
                     for callback in self.callbacks or ():
                         callback(self, record)
-                    bar.set_postfix(loss=f"{record['loss']:.4g}", refresh=False)
+                    bar.set_postfix(self._postfix(record), refresh=False)
                     bar.update()
                     if distributed.any_rank(interrupt.requested, self.device_):  # all stop together
                         raise KeyboardInterrupt
+                    if converged:
+                        self.stop_reason_ = "converged"
+                        break
+                    if distributed.any_rank(stopper.out_of_time(), self.device_):
+                        self.stop_reason_ = "max_time"
+                        break
         except KeyboardInterrupt:
+            self.stop_reason_ = "interrupted"
             warnings.warn(
                 f"{type(self).__name__}.fit interrupted by the user after {self.n_iter_} "
                 "iterations; the model keeps the last completed iteration.",
@@ -293,6 +313,38 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             )
         finally:
             bar.close()
+
+    def _monitor_options(self) -> tuple[int, dict]:
+        """Steps and sampling options of the monitored ELBO: valid weights, cheaply."""
+        return self.n_steps, {}
+
+    def _monitor(self, record: dict) -> float:
+        """ELBO and ESS of a fresh batch, into ``record`` (and ``history_``); returns the
+        ELBO (``-inf`` if no weight is finite). Its own generator, seeded by the iteration:
+        the training draws stay those of an unmonitored run."""
+        from ..metrics import estimate_log_normalizer
+
+        seed = (int(self._generator.initial_seed()) + 3 + record["iteration"]) % 2**63
+        generator = torch.Generator(device=self.device_).manual_seed(seed)
+        n_steps, options = self._monitor_options()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", InvalidWeightsWarning)  # the SDE's never are
+            _, log_w = self._sharded_chunk(MONITOR_SAMPLES, n_steps, generator, True, **options)
+        log_w = log_w.double().cpu()
+        log_w = log_w[torch.isfinite(log_w)]
+        if log_w.numel() < 2:
+            record.update(elbo=-math.inf, ess=0.0)
+        else:
+            estimate = estimate_log_normalizer(log_w)
+            record.update(elbo=estimate.elbo, ess=estimate.ess)
+        return record["elbo"]
+
+    @staticmethod
+    def _postfix(record: dict) -> dict:
+        postfix = {"loss": f"{record['loss']:.4g}"}
+        if "elbo" in record:
+            postfix.update(elbo=f"{record['elbo']:.4g}", ess=f"{record['ess']:.2f}")
+        return postfix
 
     def _iteration(self, origin: float) -> dict | None:
         """One training iteration: the optimiser steps of :meth:`_training_steps`, one

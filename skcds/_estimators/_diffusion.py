@@ -86,6 +86,22 @@ class DiffusionSampler(_BaseSampler):
         ``1`` shows a progress bar with the loss and ETA.
     warm_start : bool, default=False
         Continue training the fitted model for ``max_iter`` more iterations.
+    max_time : float, default=None
+        Wall-clock budget of one ``fit`` in seconds, checked after every iteration (so it
+        is respected within one iteration); ``None``: no budget.
+    early_stopping : bool, default=True
+        Stop once the monitored ELBO has not improved by more than ``tol`` for
+        ``n_iter_no_change`` consecutive checks, before ``max_iter``.
+    n_iter_no_change : int, default=5
+        Checks without improvement that stop training (with ``early_stopping``).
+    tol : float, default=0.01
+        Improvement of the best monitored ELBO, in nats, that counts.
+    monitor_every : int, default=200
+        Iterations between checks: the ELBO and ESS of 512 fresh samples with valid
+        weights (the ``n_steps``-step SDE's path weights), recorded as ``history_``
+        columns ``elbo`` and ``ess`` on the checked rows and shown in the progress bar.
+        Their own random generator: the training draws are those of an unmonitored run.
+        ``stop_reason_`` says why training stopped.
     callbacks : list of callable, default=None
         Each is called as ``callback(estimator, record)`` after every iteration, e.g.
         :class:`skcds.callbacks.Checkpoint` to save the model periodically.
@@ -109,6 +125,9 @@ class DiffusionSampler(_BaseSampler):
         skipped), ``elapsed`` (seconds since training began).
     n_iter_ : int
         Completed iterations.
+    stop_reason_ : str
+        Why the last ``fit`` stopped: ``'max_iter'``, ``'converged'`` (early stopping),
+        ``'max_time'``, ``'diverged'`` or ``'interrupted'``.
     n_features_in_ : int
         Dimension of the target.
     device_ : torch.device
@@ -146,7 +165,7 @@ class DiffusionSampler(_BaseSampler):
         "precondition": v.one_of("auto", "laplace", "none"),
     }
     # models saved before preconditioning existed trained in the user's coordinates
-    _defaults_before_added = {"precondition": "none"}
+    _defaults_before_added = {**_BaseSampler._defaults_before_added, "precondition": "none"}
 
     def __init__(
         self,
@@ -168,6 +187,11 @@ class DiffusionSampler(_BaseSampler):
         verbose: int = 0,
         warm_start: bool = False,
         callbacks=None,
+        max_time=None,
+        early_stopping: bool = True,
+        n_iter_no_change: int = 5,
+        tol: float = 0.01,
+        monitor_every: int = 200,
     ) -> None:
         self.energy = energy
         self.n_steps = n_steps
@@ -186,6 +210,11 @@ class DiffusionSampler(_BaseSampler):
         self.verbose = verbose
         self.warm_start = warm_start
         self.callbacks = callbacks
+        self.max_time = max_time
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.monitor_every = monitor_every
 
     def _build(self, dim: int, generator: torch.Generator) -> ControlNet:
         return ControlNet(
@@ -274,6 +303,9 @@ class DiffusionSampler(_BaseSampler):
     def _training_steps(self, iteration: int):
         loss, n_nonfinite, _ = self._diffusion_loss()
         yield {"loss": loss}, loss, n_nonfinite
+
+    def _monitor_options(self) -> tuple[int, dict]:
+        return self.n_steps, {"method": "sde"}  # path weights: valid, no Jacobians
 
     def _sample_chunk(self, n, n_steps, generator, log_weights, method="sde", log_det="auto"):
         if method not in ("sde", "ode"):

@@ -81,6 +81,9 @@ class ConsistentDistiller(_BaseSampler):
         ``1`` shows a progress bar.
     warm_start : bool, default=False
         Continue training the fitted student for ``max_iter`` more iterations.
+    max_time, early_stopping, n_iter_no_change, tol, monitor_every
+        When training stops, as in :class:`DiffusionSampler` (monitored: the one-step
+        map's change-of-variables weights).
     callbacks : list of callable, default=None
         Each is called as ``callback(estimator, record)`` after every iteration, e.g.
         :class:`skcds.callbacks.Checkpoint` to save the model periodically.
@@ -105,6 +108,9 @@ class ConsistentDistiller(_BaseSampler):
         ``learning_rate``, ``grad_norm``, ``n_nonfinite``, ``skipped``, ``elapsed``.
     n_iter_ : int
         Completed iterations.
+    stop_reason_ : str
+        Why the last ``fit`` stopped: ``'max_iter'``, ``'converged'`` (early stopping),
+        ``'max_time'``, ``'diverged'`` or ``'interrupted'``.
     n_features_in_ : int
         Dimension of the target.
     device_ : torch.device
@@ -168,6 +174,11 @@ class ConsistentDistiller(_BaseSampler):
         verbose: int = 0,
         warm_start: bool = False,
         callbacks=None,
+        max_time=None,
+        early_stopping: bool = True,
+        n_iter_no_change: int = 5,
+        tol: float = 0.01,
+        monitor_every: int = 200,
     ) -> None:
         self.teacher = teacher
         self.energy = energy
@@ -185,6 +196,11 @@ class ConsistentDistiller(_BaseSampler):
         self.verbose = verbose
         self.warm_start = warm_start
         self.callbacks = callbacks
+        self.max_time = max_time
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.monitor_every = monitor_every
 
     # ---------------------------------------------------------------- fit
     def fit(self, energy=None, y=None):
@@ -321,6 +337,9 @@ class ConsistentDistiller(_BaseSampler):
         positions = coarse_indices(self.n_intervals, n_steps + 1)[:-1]
         end = self.reference_.terminal_time
         return [end - self._teacher_times[self._coarse[p]] for p in positions]
+
+    def _monitor_options(self) -> tuple[int, dict]:
+        return 1, {}  # the one-step map's weights: the only ones the student has
 
     def _sample_chunk(self, n, n_steps, generator, log_weights, log_det="auto"):
         log_det = self._log_det_method(log_det)

@@ -116,6 +116,9 @@ class SelfConsistentSampler(DiffusionSampler):
         ``1`` shows a progress bar.
     warm_start : bool, default=False
         Continue training the fitted model for ``max_iter`` more iterations.
+    max_time, early_stopping, n_iter_no_change, tol, monitor_every
+        When training stops, as in :class:`DiffusionSampler` (monitored: the
+        ``n_steps``-step SDE's path weights).
     callbacks : list of callable, default=None
         Each is called as ``callback(estimator, record)`` after every iteration, e.g.
         :class:`skcds.callbacks.Checkpoint` to save the model periodically.
@@ -140,6 +143,9 @@ class SelfConsistentSampler(DiffusionSampler):
         ``learning_rate``, ``grad_norm``, ``n_nonfinite``, ``skipped``, ``elapsed``.
     n_iter_ : int
         Completed iterations.
+    stop_reason_ : str
+        Why the last ``fit`` stopped: ``'max_iter'``, ``'converged'`` (early stopping),
+        ``'max_time'``, ``'diverged'`` or ``'interrupted'``.
     n_features_in_ : int
         Dimension of the target.
     device_ : torch.device
@@ -213,6 +219,11 @@ class SelfConsistentSampler(DiffusionSampler):
         verbose: int = 0,
         warm_start: bool = False,
         callbacks=None,
+        max_time=None,
+        early_stopping: bool = True,
+        n_iter_no_change: int = 5,
+        tol: float = 0.01,
+        monitor_every: int = 200,
     ) -> None:
         super().__init__(
             energy,
@@ -232,6 +243,11 @@ class SelfConsistentSampler(DiffusionSampler):
             verbose=verbose,
             warm_start=warm_start,
             callbacks=callbacks,
+            max_time=max_time,
+            early_stopping=early_stopping,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
+            monitor_every=monitor_every,
         )
         self.update = update
         self.consistency_weight = consistency_weight
