@@ -1,5 +1,6 @@
 """skcds: consistent diffusion samplers for unnormalized densities, as scikit-learn estimators."""
 
+from ._diagnostics import Diagnosis, StepDiagnosis, plot_training
 from ._estimators._classifier import BayesianLogisticRegression
 from ._estimators._diffusion import DiffusionSampler
 from ._estimators._distiller import ConsistentDistiller
@@ -11,11 +12,14 @@ from ._version import __version__
 __all__ = [
     "BayesianLogisticRegression",
     "ConsistentDistiller",
+    "Diagnosis",
     "DiffusionSampler",
     "SamplerSearch",
     "SelfConsistentSampler",
+    "StepDiagnosis",
     "__version__",
     "load",
+    "plot_training",
     "save",
     "search_sampler",
 ]

@@ -579,6 +579,41 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         x, w = self._draw(n_samples, n_steps, random_state, return_log_weights, mcmc_steps)
         return self._output(x, w, return_log_weights, return_tensor)
 
+    def _diagnosed_steps(self) -> list[int]:
+        """Numbers of steps :meth:`diagnose` examines (the training grid by default)."""
+        return [self.n_steps]
+
+    def diagnose(self, n_samples: int = 4000, *, steps=None, random_state=0, **options):
+        """Check the sampler before trusting its draws: for each number of steps, whether
+        its weights are valid (no fold), the ELBO, ``log Z`` with its standard error, ESS
+        and PSIS k-hat; and plain-language advice (train longer, use more steps, correct
+        with ``mcmc_steps``, ...).
+
+        Parameters
+        ----------
+        n_samples : int, default=4000
+            Weighted draws per number of steps.
+        steps : list of int, optional
+            Numbers of sampling steps to examine; by default the training grid for
+            :class:`DiffusionSampler`, 1, 2, 4, 8 and ``n_steps`` for
+            :class:`SelfConsistentSampler`, 1 for :class:`ConsistentDistiller`.
+        random_state : None, int or RandomState, default=0
+            As in :meth:`sample`; fixed, so that two diagnoses compare.
+        **options
+            Sampling options of :meth:`sample` (e.g. ``method``).
+
+        Returns
+        -------
+        Diagnosis
+            Its ``repr`` is a table and the advice; ``trusted`` lists the step counts whose
+            weights are valid and reliable.
+        """
+        from .._diagnostics import diagnose
+
+        check_is_fitted(self, "n_iter_")
+        steps = self._diagnosed_steps() if steps is None else [int(k) for k in steps]
+        return diagnose(self, steps, n_samples, random_state, options)
+
     def to_inference_data(
         self,
         n_samples: int = 4000,

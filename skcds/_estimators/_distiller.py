@@ -338,6 +338,9 @@ class ConsistentDistiller(_BaseSampler):
         end = self.reference_.terminal_time
         return [end - self._teacher_times[self._coarse[p]] for p in positions]
 
+    def _diagnosed_steps(self) -> list[int]:
+        return [1]  # the only step count with a tractable density
+
     def _monitor_options(self) -> tuple[int, dict]:
         return 1, {}  # the one-step map's weights: the only ones the student has
 

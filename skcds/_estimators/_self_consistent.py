@@ -363,6 +363,9 @@ class SelfConsistentSampler(DiffusionSampler):
             )
         return k
 
+    def _diagnosed_steps(self) -> list[int]:
+        return sorted({*(k for k in (1, 2, 4, 8) if k <= self.n_steps), self.n_steps})
+
     def _sample_chunk(self, n, n_steps, generator, log_weights, method="ode", log_det="auto"):
         return super()._sample_chunk(n, n_steps, generator, log_weights, method, log_det)
 
