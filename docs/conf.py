@@ -22,6 +22,22 @@ import torch  # noqa: E402
 
 import skcds  # noqa: E402
 
+sys.path.insert(0, str(DOCS))
+from _tables import write_reports  # noqa: E402
+
+# the benchmark reports, rendered as real tables (docs/_tables.py)
+write_reports(
+    ROOT,
+    DOCS,
+    {
+        **{
+            f"bench_{t}": f"benchmarks/results/bench_cpu/{t}/table.md"
+            for t in ("gmm9", "mw54", "funnel", "mw52")
+        },
+        "speed_cpu": "benchmarks/results/speed_cpu/speed.md",
+    },
+)
+
 # The gallery runs in this process. Its networks are tiny, and torch's thread pool spins
 # waiting on other threads: on a 2-core machine shared with other jobs, training with one
 # thread was 6-7x faster than with torch's default of two (30 s instead of 190 s for the
@@ -46,7 +62,7 @@ extensions = [
 # no sphinx.ext.intersphinx: the build must work offline (no inventory is fetched)
 
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store"]
 default_role = "literal"  # `x` in docstrings renders as code, never as a broken reference
 pygments_style = "sphinx"
 
@@ -83,6 +99,8 @@ html_theme_options = {
     "show_prev_next": False,
 }
 html_show_sourcelink = False
+html_static_path = ["_static"]
+html_css_files = ["skcds.css"]
 
 
 # -- The changelog -------------------------------------------------------------------------
