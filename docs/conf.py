@@ -35,6 +35,7 @@ write_reports(
             for t in ("gmm9", "mw54", "funnel", "mw52")
         },
         "speed_cpu": "benchmarks/results/speed_cpu/speed.md",
+        "readme_results": "benchmarks/results/readme_results.md",
     },
 )
 
