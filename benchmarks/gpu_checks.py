@@ -1,10 +1,16 @@
-"""GPU checks that CI (CPU-only) cannot run: the CUDA-graph rollout equals the eager one,
-and a CUDA-trained sampler pickles and loads on the CPU.
+"""GPU checks that CI (CPU-only) cannot run, and the GPU figures the README and docs quote,
+in one short call on a GPU machine: the CUDA-graph rollout equals the eager one, and a
+CUDA-trained sampler pickles and loads on the CPU; then the speed mode (ms per training iteration, samples per second) written with the date and the GPU's
+name to ``benchmarks/results/gpu/`` (``speed.md``, ``speed.json``).
 
-    python benchmarks/gpu_checks.py
+    python benchmarks/gpu_checks.py [--out benchmarks/results/gpu]
 """
 
+import argparse
+import datetime
 import io
+import json
+from pathlib import Path
 
 import joblib
 import torch
@@ -60,8 +66,26 @@ def check_cuda_pickle_loads_on_cpu() -> None:
     print("loaded device:", loaded.device_, "sample:", loaded.sample(2, random_state=0).tolist())
 
 
+def write_speed(out: Path) -> None:
+    """The speed mode of the harness on this GPU, dated, for the README and docs."""
+    from skcds.bench._speed import run_speed, speed_table
+
+    out.mkdir(parents=True, exist_ok=True)
+    result = run_speed("gmm9", device="cuda", out=str(out))
+    stamp = f"{datetime.date.today()}, {torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    (out / "speed.md").write_text(f"Measured {stamp}\n\n" + "\n".join(speed_table(result)) + "\n")
+    (out / "speed.json").write_text(
+        json.dumps({"measured": stamp, **result}, indent=1, default=str)
+    )
+    print("\n".join(speed_table(result)))
+
+
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default="benchmarks/results/gpu")
+    args = parser.parse_args()
     check_graph_equals_eager()
     check_graph_training_equals_eager_training()
     check_cuda_pickle_loads_on_cpu()
     print("GPU checks passed")
+    write_speed(Path(args.out))
