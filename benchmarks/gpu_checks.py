@@ -1,7 +1,8 @@
 """GPU checks that CI (CPU-only) cannot run, and the GPU figures the README and docs quote,
 in one short call on a GPU machine: the CUDA-graph rollout equals the eager one, and a
-CUDA-trained sampler pickles and loads on the CPU; then the speed mode (ms per training iteration, samples per second) written with the date and the GPU's
-name to ``benchmarks/results/gpu/`` (``speed.md``, ``speed.json``).
+CUDA-trained sampler pickles and loads on the CPU; then the speed mode (ms per training
+iteration, samples per second) written with the date and the GPU's name to
+``benchmarks/results/gpu/`` (``speed.md``, ``speed.json``).
 
     python benchmarks/gpu_checks.py [--out benchmarks/results/gpu]
 """
