@@ -92,10 +92,12 @@ class DiffusionSampler(_BaseSampler):
     early_stopping : bool, default=True
         Stop once the monitored ELBO has not improved by more than ``tol`` for
         ``n_iter_no_change`` consecutive checks, before ``max_iter``.
-    n_iter_no_change : int, default=5
+    n_iter_no_change : int, default=3
         Checks without improvement that stop training (with ``early_stopping``).
-    tol : float, default=0.01
-        Improvement of the best monitored ELBO, in nats, that counts.
+    tol : float, default=0.05
+        Improvement of the best monitored ELBO, in nats, that counts; above the noise of
+        the monitor (the standard error of the ELBO of 512 samples was 0.02-0.05 on GMM9
+        and MW54; with ``tol=0.01`` noise kept counting as improvement).
     monitor_every : int, default=200
         Iterations between checks: the ELBO and ESS of 512 fresh samples with valid
         weights (the ``n_steps``-step SDE's path weights), recorded as ``history_``
@@ -189,8 +191,8 @@ class DiffusionSampler(_BaseSampler):
         callbacks=None,
         max_time=None,
         early_stopping: bool = True,
-        n_iter_no_change: int = 5,
-        tol: float = 0.01,
+        n_iter_no_change: int = 3,
+        tol: float = 0.05,
         monitor_every: int = 200,
     ) -> None:
         self.energy = energy

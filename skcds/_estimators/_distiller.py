@@ -176,8 +176,8 @@ class ConsistentDistiller(_BaseSampler):
         callbacks=None,
         max_time=None,
         early_stopping: bool = True,
-        n_iter_no_change: int = 5,
-        tol: float = 0.01,
+        n_iter_no_change: int = 3,
+        tol: float = 0.05,
         monitor_every: int = 200,
     ) -> None:
         self.teacher = teacher

@@ -221,8 +221,8 @@ class SelfConsistentSampler(DiffusionSampler):
         callbacks=None,
         max_time=None,
         early_stopping: bool = True,
-        n_iter_no_change: int = 5,
-        tol: float = 0.01,
+        n_iter_no_change: int = 3,
+        tol: float = 0.05,
         monitor_every: int = 200,
     ) -> None:
         super().__init__(
