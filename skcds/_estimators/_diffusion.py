@@ -36,7 +36,8 @@ class DiffusionSampler(_BaseSampler):
         Number of Euler–Maruyama steps ``N`` of the training time grid on ``[0, 1]``.
     max_iter : int, default=20_000
         Training iterations (the paper's budget; on the 9-mode GMM about 6 minutes on an H100,
-        17 ms per iteration, and 75 minutes on two CPU cores, 0.22 s per iteration).
+        17 ms per iteration, and 75 minutes on two CPU cores, 0.22 s per iteration;
+        early stopping usually ends training much sooner).
     batch_size : int, default=512
         Trajectories per iteration.
     learning_rate : float, default=5e-3
