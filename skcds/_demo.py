@@ -4,7 +4,6 @@ one-step and many-step metrics, plot one-step samples against the target and sav
 from __future__ import annotations
 
 import time
-import warnings
 from pathlib import Path
 
 import joblib
@@ -12,8 +11,8 @@ import numpy as np
 import torch
 
 from ._estimators._self_consistent import SelfConsistentSampler
+from ._warnings import weight_check
 from .energies import GaussianMixture
-from .exceptions import InvalidWeightsWarning, UnreliableWeightsWarning
 from .metrics import mode_coverage, wasserstein
 
 DEMO_BUDGET = {"n_steps": 32, "max_iter": 1500, "batch_size": 256}
@@ -43,11 +42,9 @@ def _plot(energy, panels: dict, path: Path) -> None:
 
 def _weight_metrics(sampler, k: int) -> dict:
     """log Z, ELBO and ESS from the k-step change-of-variables weights, or why they are invalid."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", InvalidWeightsWarning)
-        warnings.simplefilter("ignore", UnreliableWeightsWarning)  # printed as k-hat below
+    with weight_check(ignore_unreliable=True) as check:  # k-hat is printed below
         estimate = sampler.estimate_log_normalizer(10_000, n_steps=k, random_state=3)
-    if any(issubclass(w.category, InvalidWeightsWarning) for w in caught):
+    if not check.valid:
         # a folding map has no valid change-of-variables density: print no numbers for it
         return {f"[{k} step(s)] log Z, ELBO, ESS": "not valid: the map folds, use more steps"}
     return {

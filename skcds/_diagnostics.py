@@ -4,10 +4,9 @@ with plain-language advice; and :func:`plot_training`, the training curves."""
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 
-from .exceptions import InvalidWeightsWarning, UnreliableWeightsWarning
+from ._warnings import weight_check
 
 __all__ = ["Diagnosis", "StepDiagnosis", "plot_training"]
 
@@ -77,13 +76,11 @@ class Diagnosis:
 
 
 def _step(sampler, n_steps: int, n_samples: int, random_state, options: dict):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", InvalidWeightsWarning)
-        warnings.simplefilter("ignore", UnreliableWeightsWarning)  # reported, not warned
+    with weight_check(ignore_unreliable=True) as check:  # k-hat reported, not warned
         estimate = sampler.estimate_log_normalizer(
             n_samples, n_steps=n_steps, random_state=random_state, **options
         )
-    if any(issubclass(w.category, InvalidWeightsWarning) for w in caught):
+    if not check.valid:
         return StepDiagnosis(n_steps, False)
     return StepDiagnosis(
         n_steps,

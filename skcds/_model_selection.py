@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import ParameterGrid
 
-from .exceptions import InvalidWeightsWarning, UnreliableWeightsWarning
+from ._warnings import weight_check
 
 __all__ = ["SamplerSearch", "search_sampler"]
 
@@ -85,13 +84,11 @@ def search_sampler(
         start = time.perf_counter()
         candidate.fit(energy)
         seconds = time.perf_counter() - start
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", InvalidWeightsWarning)
-            warnings.simplefilter("ignore", UnreliableWeightsWarning)  # the khat column says
+        with weight_check(ignore_unreliable=True) as check:  # the khat column says
             estimate = candidate.estimate_log_normalizer(
                 n_samples, random_state=random_state, **sample_options
             )
-        valid = not any(w.category is InvalidWeightsWarning for w in caught)
+        valid = check.valid
         rows.append(
             {
                 "params": params,

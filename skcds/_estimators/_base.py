@@ -28,6 +28,7 @@ from .._core.training import (
     optimizer_step,
 )
 from .._version import __version__, is_compatible
+from .._warnings import weight_check
 from ..energies._base import dynamics_view
 from ..energies._precondition import Preconditioning, precondition
 from ..exceptions import (
@@ -659,8 +660,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         from .._arviz import to_inference_data
 
         weighted = not mcmc_steps
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", InvalidWeightsWarning)
+        with weight_check() as check:
             z, log_w = self._draw(
                 n_samples,
                 n_steps,
@@ -670,11 +670,11 @@ class _BaseSampler(DensityMixin, BaseEstimator):
                 model_space=False,
                 **options,
             )
-        for warning in caught:  # shown to the user as they came
+        for warning in check.caught:  # shown to the user as they came
             warnings.warn_explicit(
                 warning.message, warning.category, warning.filename, warning.lineno
             )
-        if any(issubclass(w.category, InvalidWeightsWarning) for w in caught):
+        if not check.valid:
             log_w = None
         with torch.no_grad():
             x, lp = self.energy_.transform(z), self.energy_._log_prob(z)

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import InvalidWeightsWarning
+from .._warnings import weight_check
 from ..metrics import estimate_log_normalizer, pareto_khat
 from ._posteriordb import POSTERIORS, load_posterior
 
@@ -94,12 +93,11 @@ def evaluate(sampler, reference: np.ndarray, n_steps: int, n_samples: int, seed:
     """Raw and importance-weighted moment errors against ``reference`` draws (unconstrained
     coordinates), ESS, k-hat and whether the weights are valid (no fold detected)."""
     ref_mean, ref_sd = reference.mean(0), reference.std(0)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", InvalidWeightsWarning)
+    with weight_check() as check:
         x, log_w = sampler.sample(
             n_samples, n_steps=n_steps, random_state=seed, return_log_weights=True
         )
-    valid = not any(issubclass(w.category, InvalidWeightsWarning) for w in caught)
+    valid = check.valid
     x, log_w = np.asarray(x, np.float64), np.asarray(log_w, np.float64)
     finite = np.isfinite(log_w) & np.isfinite(x).all(1)
     row = {"n_steps": n_steps, "valid_weights": valid, "n_nonfinite": int((~finite).sum())}

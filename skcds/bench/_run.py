@@ -15,7 +15,8 @@ import torch
 from .._estimators._base import EXACT_LOG_DET_MAX_DIM
 from .._estimators._validation import resolve_device
 from .._version import __version__
-from ..exceptions import ConvergenceWarning, InvalidWeightsWarning
+from .._warnings import weight_check
+from ..exceptions import ConvergenceWarning
 from ..metrics import estimate_log_normalizer, paper_sinkhorn, sinkhorn, wasserstein
 from ._budgets import BUDGETS, Budget
 from ._targets import TARGETS, BenchTarget
@@ -92,11 +93,9 @@ def _draw(model, method: str, k: int, n: int, dim: int):
     )
     if not with_weights:
         return model.sample(n, **options), None, "none"
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", InvalidWeightsWarning)
+    with weight_check() as check:
         x, log_w = model.sample(n, return_log_weights=True, **options)
-    folds = any(w.category is InvalidWeightsWarning for w in caught)
-    return x, log_w, "folds" if folds else "valid"
+    return x, log_w, "valid" if check.valid else "folds"
 
 
 def _sample_metrics(x, exact, device) -> dict:
