@@ -22,10 +22,12 @@ import torch.distributed as dist
 from torch import Tensor
 
 __all__ = [
+    "active_size",
     "all_gather_rows",
     "any_rank",
     "average_gradients",
     "broadcast_int",
+    "global_mean",
     "global_sum",
     "is_active",
     "rank",
@@ -64,6 +66,12 @@ def sharding(enabled: bool):
         _state["active"] = previous
 
 
+def active_size() -> int:
+    """``W`` while sharding is active, else 1: the factor between a rank's share and the
+    global batch."""
+    return world_size() if is_active() else 1
+
+
 def shard(draw: Callable[[int], Tensor], n: int, axis: int = 0) -> Tensor:
     """``draw(n)`` on one process; with W active processes, this rank's ``n`` rows of
     ``draw(W * n)`` along ``axis``."""
@@ -79,6 +87,11 @@ def global_sum(value: Tensor) -> Tensor:
     total = value.detach().clone()
     dist.all_reduce(total)
     return total
+
+
+def global_mean(value: Tensor) -> Tensor:
+    """The mean of a detached tensor over the ranks (itself when not active)."""
+    return global_sum(value) / active_size()
 
 
 def average_gradients(params: list[Tensor], loss_finite: bool) -> bool:

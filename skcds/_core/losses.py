@@ -42,7 +42,7 @@ def _global_log_variance(filled: Tensor, keep: Tensor, count: Tensor) -> Tensor:
     n = distributed.global_sum(count).clamp(min=2).to(filled.dtype)
     mean = distributed.global_sum(filled.sum()) / n
     share = (keep * (filled - mean).square()).sum() / (n - 1)
-    return distributed.world_size() * share
+    return distributed.active_size() * share
 
 
 def kl(log_w: Tensor) -> tuple[Tensor, Tensor]:
@@ -50,9 +50,8 @@ def kl(log_w: Tensor) -> tuple[Tensor, Tensor]:
     differentiable end to end (reparametrisation)."""
     filled, keep, count = _mask(log_w)
     # data-parallel: this rank's share of the mean over all ranks' finite samples, times W
-    scale = distributed.world_size() if distributed.is_active() else 1
     n = distributed.global_sum(count).clamp(min=1).to(log_w.dtype)
-    return -scale * filled.sum() / n, log_w.shape[0] - count
+    return -distributed.active_size() * filled.sum() / n, log_w.shape[0] - count
 
 
 def finite_rows(*tensors: Tensor) -> Tensor:

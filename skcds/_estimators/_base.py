@@ -96,8 +96,6 @@ class _BaseSampler(DensityMixin, BaseEstimator):
 
     _device_modules = ("control_", "energy_")  # moved to CPU for pickling, back on loading
     _ema_attributes = ("_ema",)  # EMA objects whose modules are moved likewise
-    # values that reproduce how a model saved before a parameter existed was trained, where
-    # they differ from the parameter's default
 
     _parameter_constraints: dict = {
         "n_steps": v.positive_int(),
@@ -118,7 +116,8 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         "tol": v.Constraint(numbers.Real, lambda t: t >= 0 and math.isfinite(t), "a float >= 0"),
         "monitor_every": v.positive_int(),
     }
-    # models saved before early stopping existed trained for max_iter iterations
+    # values that reproduce how a model saved before a parameter existed was trained, where
+    # they differ from the parameter's default: before early stopping, for max_iter
     _defaults_before_added: dict = {"early_stopping": False}
 
     # ---------------------------------------------------------------- hooks
@@ -257,7 +256,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
     def _local_batch(self) -> int:
         """Trajectories this process rolls out per iteration: ``batch_size`` over the ranks
         when training data-parallel (:mod:`skcds._core.distributed`)."""
-        return self.batch_size // (distributed.world_size() if distributed.is_active() else 1)
+        return self.batch_size // distributed.active_size()
 
     def _check_world(self) -> None:
         world = distributed.world_size()
@@ -383,11 +382,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         terms = [
             term.detach().to(self.device_, torch.float64).reshape(()) for term in logs.values()
         ]
-        values = torch.stack(terms)
-        values = distributed.global_sum(values) / (
-            distributed.world_size() if distributed.is_active() else 1
-        )
-        return dict(zip(logs, values.tolist(), strict=True))
+        return dict(zip(logs, distributed.global_mean(torch.stack(terms)).tolist(), strict=True))
 
     def _nothing_finite(self, n_nonfinite: int, iteration: int) -> bool:
         """Whether no sample of the iteration is finite, in which case no update is taken:
