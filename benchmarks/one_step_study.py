@@ -49,6 +49,8 @@ VARIANTS = {  # results of the replaced det-sign hinge are kept as "*dethinge*"
     "flowmap_mono1_kl": {"fold_weight": 1.0},
     "default": {},  # flow map, monotonicity penalty (weight 10) and one-step KL 0.1
     "default_ema": {"consistency_target": "ema"},
+    "default_kl1": {"kl_weight": 1.0},
+    "default_alljumps": {"_penalise_later_jumps": True},
 }
 
 
@@ -143,14 +145,20 @@ def expected_floor(energy, n: int) -> tuple[float, float]:
 
 
 def _make(variant, max_iter, seed, callbacks=None):
-    return SelfConsistentSampler(
+    params = {k: v for k, v in VARIANTS[variant].items() if not k.startswith("_")}
+    sampler = SelfConsistentSampler(
         n_steps=N_STEPS,
         max_iter=max_iter,
         batch_size=BATCH,
         random_state=seed,
         callbacks=callbacks,
-        **VARIANTS[variant],
+        early_stopping=False,  # equal training time for every variant
+        **params,
     )
+    for k, v in VARIANTS[variant].items():  # switches of a study, not parameters
+        if k.startswith("_"):
+            setattr(sampler, k, v)
+    return sampler
 
 
 def run(args) -> None:
@@ -239,6 +247,40 @@ def _floors(target: str) -> dict:
     }
 
 
+SUMMARY_HEADER = [
+    "target",
+    "variant",
+    "train s",
+    "1-step W1/floor",
+    "reversed",
+    "ESS",
+    "k-hat",
+    "sd ratio (min, max)",
+    "W1/floor at k = 1, 2, 4, ...",
+]
+
+
+def _summary_row(target: str, rec: dict, floor: float) -> list[str]:
+    """One line per run: the one-step columns, then W1/floor at every evaluated k."""
+    rows = {int(k): row for k, row in rec["eval"].items() if k != "floor"}
+    one = rows[1]
+    return [
+        target,
+        rec["variant"],
+        f"{rec['train_seconds']:.0f}",
+        f"{one['w1'] / floor:.2f}",
+        f"{100 * one['reversed']:.2g}%",
+        f"{one['ess']:.3f}",
+        f"{one['khat']:.2f}",
+        f"{min(one['sd_ratio']):.2f}, {max(one['sd_ratio']):.2f}",
+        " / ".join(f"{rows[k]['w1'] / floor:.2f}" for k in sorted(rows)),
+    ]
+
+
+def _write_csv(path: Path, rows: list[list[str]]) -> None:
+    path.write_text("\n".join(",".join(f'"{c}"' for c in row) for row in rows) + "\n")
+
+
 def report(args) -> None:
     import matplotlib
 
@@ -252,13 +294,20 @@ def report(args) -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     targets = sorted(p for p in root.iterdir() if p.is_dir())
-    fig, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 4), squeeze=False)
+    ncols = min(2, len(targets))
+    nrows = -(-len(targets) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(6 * ncols, 4 * nrows), squeeze=False, layout="constrained"
+    )
     notes = []
+    summary = [SUMMARY_HEADER]
     refined = [
         "| target | model | MALA moves | W1 | W1/floor | evaluations |",
         "|---|---|---|---|---|---|",
     ]
-    for ax, folder in zip(axes[0], targets, strict=True):
+    for ax in axes.flat[len(targets) :]:
+        ax.set_visible(False)
+    for ax, folder in zip(axes.flat, targets, strict=False):
         floors = _floors(folder.name)
         floor, floor_sd = floors[N_EVAL]
         notes.append(
@@ -273,6 +322,7 @@ def report(args) -> None:
                 )
         for path in sorted(p for p in folder.glob("*.json") if not p.stem.startswith("refine_")):
             rec = json.loads(path.read_text())
+            summary.append(_summary_row(folder.name, rec, floor))
             for k, row in rec["eval"].items():
                 if k == "floor":
                     continue
@@ -306,12 +356,11 @@ def report(args) -> None:
     (root / "table.md").write_text(text)
     # the same rows as CSV, for the docs' csv-table (rendered as a real table)
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
-    csv = "\n".join(",".join(f'"{c}"' for c in row) for row in [rows[0], *rows[2:]])
-    (root / "table.csv").write_text(csv + "\n")
+    _write_csv(root / "table.csv", [rows[0], *rows[2:]])
     (root / "floors.txt").write_text("\n".join(notes) + "\n")
+    _write_csv(root / "summary.csv", summary)
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in refined]
-    csv = "\n".join(",".join(f'"{c}"' for c in row) for row in [rows[0], *rows[2:]])
-    (root / "refine.csv").write_text(csv + "\n")
+    _write_csv(root / "refine.csv", [rows[0], *rows[2:]])
     text += "\nOne-step samples refined by MALA (sample(mcmc_steps=m)):\n\n" + "\n".join(refined)
     (root / "table.md").write_text(text + "\n")
     fig.savefig(root / "time_to_quality.png", dpi=110, bbox_inches="tight")

@@ -96,9 +96,11 @@ html_theme = "pydata_sphinx_theme"
 html_title = f"skcds {release}"
 html_theme_options = {
     "navbar_end": ["theme-switcher", "navbar-icon-links"],
-    "secondary_sidebar_items": ["page-toc"],
+    # the benchmark page's wide tables get the whole width (no sidebars)
+    "secondary_sidebar_items": {"**": ["page-toc"], "benchmarks": []},
     "show_prev_next": False,
 }
+html_sidebars = {"benchmarks": []}
 html_show_sourcelink = False
 html_static_path = ["_static"]
 html_css_files = ["skcds.css"]

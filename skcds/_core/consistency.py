@@ -33,6 +33,7 @@ __all__ = [
     "monotonicity_penalty",
     "one_step_kl",
     "sample_jumps",
+    "sampler_jump_jacobian",
     "self_consistency_loss",
 ]
 
@@ -205,6 +206,25 @@ def first_jump(control, process, energy, x0: Tensor, length, score=None):
     t, step = t.expand(x0.shape[0]), length.expand(x0.shape[0])
     x1 = x0 + length * _velocity(control, process, t, x0, score, step)
     return x1, jac
+
+
+def sampler_jump_jacobian(control, process, energy, x0: Tensor, length, index: int, score=None):
+    """Exact Jacobians ``(n, d, d)`` of jump ``index`` (from 0) of the sampler that jumps by
+    ``length`` from the prior samples ``x0``, differentiable in the control's parameters.
+    The earlier jumps run without gradient; from the second jump on, the target's Hessian
+    enters (the Langevin term). Rows whose state is not finite are evaluated at the origin
+    instead (a valid point; the penalty never sees a NaN). ``score``: the target score at
+    ``x0`` if the caller has it."""
+    n = x0.shape[0]
+    t = torch.zeros((), dtype=x0.dtype, device=x0.device)
+    x = x0
+    with torch.no_grad():
+        for _ in range(index):
+            score = energy._grad_log_prob(x) if score is None else score
+            x = x + length * _velocity(control, process, t.expand(n), x, score, length.expand(n))
+            x = zero_rows(x, finite_rows(x))
+            t, score = t + length, None
+    return step_jacobian(control, process, energy, t, length, x, length, score=score)
 
 
 def monotonicity_penalty(jac: Tensor, margin: float = 0.01):

@@ -12,6 +12,7 @@ from .._core.consistency import (
     monotonicity_penalty,
     one_step_kl,
     sample_jumps,
+    sampler_jump_jacobian,
     self_consistency_loss,
 )
 from .._core.networks import ControlNet
@@ -192,6 +193,8 @@ class SelfConsistentSampler(DiffusionSampler):
         "fold_weight": 0.0,
         "kl_weight": 0.0,
     }
+    # the fold penalty's k-step sampler: its first jump only, or a random one of its jumps
+    _penalise_later_jumps = False
 
     def __init__(
         self,
@@ -336,7 +339,10 @@ class SelfConsistentSampler(DiffusionSampler):
             k = 2 ** int(
                 torch.randint(1, levels + 1, (), generator=self._generator, device=self.device_)
             )
-            jac_k = first_jump(control, process, energy, x0, total / k, score0)[1]
+            index = 0
+            if self._penalise_later_jumps:
+                index = int(torch.randint(0, k, (), generator=self._generator, device=self.device_))
+            jac_k = sampler_jump_jacobian(control, process, energy, x0, total / k, index, score0)
             penalty = monotonicity_penalty(jac)[0] + monotonicity_penalty(jac_k)[0]
             terms["fold_penalty"] = (self.fold_weight, penalty)
         return terms
