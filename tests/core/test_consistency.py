@@ -422,3 +422,35 @@ def test_fine_flow_states_are_the_euler_flow_of_the_grid_step_control():
     with torch.no_grad():
         torch.testing.assert_close(states[-1], euler_flow(net, VP, energy, times, xs[0]))
         torch.testing.assert_close(scores[5], energy._grad_log_prob(states[5]))
+
+
+@pytest.mark.parametrize("index", [0, 1, 3])
+def test_sampler_jump_jacobian_is_the_jacobian_of_that_jump(index):
+    """Jump ``index`` of the 4-step sampler, against autograd through the whole step (the
+    network and the target's score, whose Hessian enters after the first jump)."""
+    from skcds._core.consistency import first_jump, sampler_jump_jacobian
+
+    g = torch.Generator().manual_seed(3)
+    net = ControlNet(2, step_conditioned=True, generator=g).double()
+    with torch.no_grad():  # away from the zero-control initialisation
+        for p in net.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=F64))
+    energy = GaussianMixture.grid().double()
+    x0 = torch.randn(5, 2, generator=g, dtype=F64)
+    length = torch.tensor(0.25, dtype=F64)
+
+    def jump(t, x):  # one jump of the sampler, score recomputed at x (with its graph)
+        score = energy._grad_log_prob(x)
+        return x + length * flow_velocity(net, VP, t.reshape(1), x[None], score[None], length)[0]
+
+    x, t = x0, torch.zeros((), dtype=F64)
+    for _ in range(index):
+        x, t = jump(t, x).detach(), t + length
+    expected = torch.stack(
+        [torch.autograd.functional.jacobian(lambda y: jump(t, y[None])[0], row) for row in x]
+    )
+    jac = sampler_jump_jacobian(net, VP, energy, x0, length, index)
+    torch.testing.assert_close(jac, expected)
+    if index == 0:
+        torch.testing.assert_close(jac, first_jump(net, VP, energy, x0, length)[1])
+    assert jac.requires_grad  # differentiable in the network's parameters
