@@ -51,6 +51,8 @@ VARIANTS = {  # results of the replaced det-sign hinge are kept as "*dethinge*"
     "default_ema": {"consistency_target": "ema"},
     "default_kl1": {"kl_weight": 1.0},
     "default_alljumps": {"_penalise_later_jumps": True},
+    "default_sdematch": {"_sde_match_weight": 1.0},
+    "default_sdematch03": {"_sde_match_weight": 0.3},
 }
 
 

@@ -195,6 +195,7 @@ class SelfConsistentSampler(DiffusionSampler):
     }
     # the fold penalty's k-step sampler: its first jump only, or a random one of its jumps
     _penalise_later_jumps = False
+    _sde_match_weight = 0.0  # study switch
 
     def __init__(
         self,
@@ -312,7 +313,7 @@ class SelfConsistentSampler(DiffusionSampler):
             flow_map = flow_map_loss(*args, x0, *jumps, teacher, score0)[0]
             terms["flow_map_loss"] = (self.flow_map_weight, flow_map)
         if self.fold_weight or self._kl_weight:
-            terms.update(self._one_step_terms(args, x0, score0))
+            terms.update(self._one_step_terms(args, x0, score0, xs[-1]))
         dim = self.n_features_in_
         total = sum(weight * term for weight, term in terms.values()) / dim
         return total, {name: term / dim for name, (_, term) in terms.items()}
@@ -322,7 +323,7 @@ class SelfConsistentSampler(DiffusionSampler):
         """The reverse KL differentiates the target: not for gradient-free energies."""
         return self.kl_weight if self.langevin else 0.0
 
-    def _one_step_terms(self, args, x0, score0) -> dict:
+    def _one_step_terms(self, args, x0, score0, sde_ends=None) -> dict:
         """Terms from the exact Jacobians of first jumps (from t = 0: no Hessian): the
         monotonicity penalty of the 1-step map and of one k-step sampler's first jump,
         k = 2, 4, ... drawn in turn, and the 1-step map's reverse KL. ``score0``: the target
@@ -334,6 +335,8 @@ class SelfConsistentSampler(DiffusionSampler):
         if self._kl_weight:
             log_abs = torch.linalg.slogdet(jac)[1]
             terms["one_step_kl"] = (self._kl_weight, one_step_kl(process, energy, x0, x1, log_abs))
+        if self._sde_match_weight:
+            terms["sde_match"] = (self._sde_match_weight, self._sde_match(x1, sde_ends))
         if self.fold_weight:
             levels = self.n_steps.bit_length() - 1
             k = 2 ** int(
@@ -346,6 +349,18 @@ class SelfConsistentSampler(DiffusionSampler):
             penalty = monotonicity_penalty(jac)[0] + monotonicity_penalty(jac_k)[0]
             terms["fold_penalty"] = (self.fold_weight, penalty)
         return terms
+
+    def _sde_match(self, x1, sde_ends):
+        """d x squared sliced W2 between one-step samples and the SDE's endpoints (study)."""
+        import ot
+
+        keep = torch.isfinite(sde_ends).all(-1)
+        ends = sde_ends[keep]
+        d = x1.shape[-1]
+        proj = torch.randn(d, 64, generator=self._generator, device=self.device_, dtype=x1.dtype)
+        proj = proj / proj.norm(dim=0, keepdim=True)
+        keep1 = torch.isfinite(x1).all(-1)
+        return d * ot.sliced_wasserstein_distance(x1[keep1], ends, projections=proj) ** 2
 
     def _training_steps(self, iteration: int):
         loss, n_nonfinite, roll = self._diffusion_loss()

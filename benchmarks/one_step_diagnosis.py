@@ -1,0 +1,99 @@
+"""Where a one-step miss comes from (issue 15): the jump, or the flow it is trained on.
+
+    python benchmarks/one_step_diagnosis.py funnel MODEL.joblib
+    python benchmarks/one_step_diagnosis.py mw52 MODEL.joblib
+
+``MODEL.joblib`` is a fitted :class:`~skcds.SelfConsistentSampler` saved by
+``one_step_study.py run --save``. On the funnel it prints the quantiles of ``x_0`` (the
+funnel's scale coordinate, ``N(0, 9)``) of the 1-, 8- and 32-step maps and of the network's
+own 32-step SDE: if the SDE misses the same range, the diffusion sampler does, and no jump
+loss can fix it. On MW52 it follows the 2- and 4-step samplers jump by jump against the
+network's own 32-step probability-flow ODE from the same prior draws (the flow every jump
+is distilled onto), in the five double-well coordinates, and ends with the sd ratio of the
+32-step ODE and SDE against exact samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import joblib
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))  # the study's pickled callback
+from one_step_study import _Monitor  # noqa: E402, F401
+
+from skcds._core.flow import flow_velocity  # noqa: E402
+from skcds.bench import TARGETS  # noqa: E402
+
+QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
+
+
+def funnel(sampler, exact) -> None:
+    print("x0 quantiles", QUANTILES)
+    print(f"  exact       {np.quantile(exact[:, 0], QUANTILES).round(2)}")
+    for k, method in ((1, "ode"), (8, "ode"), (32, "ode"), (32, "sde")):
+        x = sampler.sample(6000, n_steps=k, random_state=1, method=method)
+        ratio = x[:, 0].std() / exact[:, 0].std()
+        print(
+            f"  {k:2d}-step {method} {np.quantile(x[:, 0], QUANTILES).round(2)} "
+            f"sd ratio {ratio:.2f}"
+        )
+
+
+def _euler(sampler, x0, k):
+    """States of the k-jump sampler from x0 (its sample(n_steps=k) path)."""
+    control, process, energy = sampler.control_, sampler.reference_, sampler._dynamics_energy
+    length = torch.tensor(process.terminal_time / k, dtype=x0.dtype)
+    states, x = [x0], x0
+    with torch.no_grad():
+        for j in range(k):
+            t = (j * length).reshape(1)
+            score = energy._grad_log_prob(x)
+            x = x + length * flow_velocity(control, process, t, x[None], score[None], length)[0]
+            states.append(x)
+    return states
+
+
+def mw52(sampler, exact, wells: int = 5) -> None:
+    g = torch.Generator().manual_seed(0)
+    x0 = sampler.reference_.prior_sample(
+        4000, exact.shape[1], generator=g, dtype=torch.float32, device=torch.device("cpu")
+    )
+    fine = _euler(sampler, x0, 32)
+    for k in (2, 4):
+        for j, x in enumerate(_euler(sampler, x0, k)[1:], 1):
+            ref = fine[j * 32 // k]
+            gap = (x - ref)[:, :wells].square().mean().sqrt()
+            print(
+                f"{k}-step, after jump {j}: wells sd {x[:, :wells].std(0).numpy().round(2)}, "
+                f"32-step flow there {ref[:, :wells].std(0).numpy().round(2)}, rms gap {gap:.2f}"
+            )
+    for method in ("ode", "sde"):
+        x = sampler.sample(6000, n_steps=32, random_state=1, method=method)
+        ratio = x.std(0) / exact.std(0)
+        print(
+            f"32-step {method}: sd ratio wells {ratio[:wells].round(2)}, "
+            f"Gaussian coordinates {ratio[wells:].min():.2f}-{ratio[wells:].max():.2f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("target", choices=["funnel", "mw52"])
+    parser.add_argument("model")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    energy = TARGETS[args.target].build(None)
+    exact = energy.sample(6000, generator=torch.Generator().manual_seed(2)).numpy()
+    sampler = joblib.load(args.model)
+    {"funnel": funnel, "mw52": mw52}[args.target](sampler, exact)
+
+
+if __name__ == "__main__":
+    main()
