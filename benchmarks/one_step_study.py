@@ -5,7 +5,11 @@ equal CPU time, on one thread each.
         --out benchmarks/results/one_step_study
     python benchmarks/one_step_study.py report --out benchmarks/results/one_step_study
 
-``run`` times a short pilot to set ``max_iter`` so that training takes about ``--seconds``,
+Variants whose keys start with ``_`` set study switches of the estimator (not parameters):
+``_penalise_later_jumps`` and ``_sde_match_weight`` (docs' benchmark page).
+
+``run`` times a short pilot to set ``max_iter`` so that training takes about ``--seconds``
+(or takes ``--max-iter``: a pilot under contention can be off by a factor of two),
 trains with an evaluation callback every tenth of the run (its time is excluded from the
 training clock), then evaluates at every step count: exact W1 against 6000 exact samples,
 the fraction of reversed Jacobians (fold check), ESS, |Δlog Z|, ELBO and PSIS k-hat of the
@@ -179,7 +183,7 @@ def run(args) -> None:
     else:
         pilot = _make(args.variant, 20, args.seed).fit(energy)
         per_iter = pilot.history_[-1]["elapsed"] / 20
-        max_iter = max(50, int(args.seconds / per_iter))
+        max_iter = args.max_iter or max(50, int(args.seconds / per_iter))
         monitor = _Monitor(max(1, max_iter // 10), exact2000)
         sampler = _make(args.variant, max_iter, args.seed, [monitor])
         sampler.fit(energy)
@@ -414,6 +418,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/one_step_study")
     parser.add_argument("--max-eval-steps", type=int, default=N_STEPS)
+    parser.add_argument(
+        "--max-iter", type=int, default=None, help="iterations (instead of from --seconds)"
+    )
     parser.add_argument("--save", default=None, help="joblib file for the fitted model(s)")
     args = parser.parse_args()
     {"run": run, "report": report, "refine": refine}[args.command](args)
