@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))  # the study's pickled callback
 from one_step_study import _Monitor  # noqa: E402, F401
 
-from skcds._core.flow import flow_velocity  # noqa: E402
+from skcds._core.consistency import fine_flow_states  # noqa: E402
 from skcds.bench import TARGETS  # noqa: E402
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
@@ -47,16 +47,8 @@ def funnel(sampler, exact) -> None:
 
 def _euler(sampler, x0, k):
     """States of the k-jump sampler from x0 (its sample(n_steps=k) path)."""
-    control, process, energy = sampler.control_, sampler.reference_, sampler._dynamics_energy
-    length = torch.tensor(process.terminal_time / k, dtype=x0.dtype)
-    states, x = [x0], x0
-    with torch.no_grad():
-        for j in range(k):
-            t = (j * length).reshape(1)
-            score = energy._grad_log_prob(x)
-            x = x + length * flow_velocity(control, process, t, x[None], score[None], length)[0]
-            states.append(x)
-    return states
+    args = (sampler.control_, sampler.reference_, sampler._dynamics_energy, sampler._grid(k))
+    return list(fine_flow_states(*args, x0)[0])
 
 
 def mw52(sampler, exact, wells: int = 5) -> None:
