@@ -57,6 +57,10 @@ VARIANTS = {  # results of the replaced det-sign hinge are kept as "*dethinge*"
     "default_alljumps": {"_penalise_later_jumps": True},
     "default_sdematch": {"_sde_match_weight": 1.0},
     "default_sdematch03": {"_sde_match_weight": 0.3},
+    "default_scale2": {"_prior_scale": 2.0},
+    "default_scale3": {"_prior_scale": 3.0},
+    "default_kllast": {"_kl_last_jump": True},
+    "default_kllast_fold": {"_kl_last_jump": True, "_penalise_last_jump": True},
 }
 
 
@@ -308,8 +312,9 @@ def report(args) -> None:
     notes = []
     summary = [SUMMARY_HEADER]
     refined = [
-        "| target | model | MALA moves | W1 | W1/floor | evaluations |",
-        "|---|---|---|---|---|---|",
+        "| target | model | start | MALA moves | W1 | W1/floor | sd ratio (min, max) | "
+        "evaluations |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for ax in axes.flat[len(targets) :]:
         ax.set_visible(False)
@@ -322,9 +327,12 @@ def report(args) -> None:
         )
         for path in sorted(folder.glob("refine_*.json")):
             for row in json.loads(path.read_text()):
+                sd = row.get("sd_ratio")
+                sd = "" if sd is None else f"{min(sd):.2f}, {max(sd):.2f}"
                 refined.append(
-                    f"| {folder.name} | {path.stem[len('refine_') :]} | {row['mcmc_steps']} | "
-                    f"{row['w1']:.3f} | {row['w1'] / floor:.2f} | {row['evaluations']} |"
+                    f"| {folder.name} | {path.stem[len('refine_') :]} | "
+                    f"{row.get('start', 'one-step')} | {row['mcmc_steps']} | {row['w1']:.3f} | "
+                    f"{row['w1'] / floor:.2f} | {sd} | {row['evaluations']} |"
                 )
         for path in sorted(p for p in folder.glob("*.json") if not p.stem.startswith("refine_")):
             rec = json.loads(path.read_text())
@@ -367,44 +375,55 @@ def report(args) -> None:
     _write_csv(root / "summary.csv", summary)
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in refined]
     _write_csv(root / "refine.csv", [rows[0], *rows[2:]])
-    text += "\nOne-step samples refined by MALA (sample(mcmc_steps=m)):\n\n" + "\n".join(refined)
+    text += (
+        "\nOne-step samples refined by MALA (sample(mcmc_steps=m)), and the same moves from "
+        "the prior N(0, I):\n\n" + "\n".join(refined)
+    )
     (root / "table.md").write_text(text + "\n")
     fig.savefig(root / "time_to_quality.png", dpi=110, bbox_inches="tight")
     print(text)
 
 
+MALA_MOVES = (0, 5, 20, 100, 300, 1000, 3000)
+
+
+def _refined_row(x, exact, floor, m, seconds, start) -> dict:
+    w1 = wasserstein(x, exact, p=1)
+    print(f"{start} + {m} MALA moves: W1 {w1:.3f} ({w1 / floor:.2f} x floor)", flush=True)
+    return {
+        "start": start,
+        "mcmc_steps": m,
+        "w1": w1,
+        "w1_over_floor": w1 / floor,
+        "evaluations": N_EVAL * (m + 1) + (256 * 20 * 3 if m else 0),
+        "seconds": seconds,
+        "sd_ratio": (x.std(0) / exact.std(0)).tolist(),
+    }
+
+
 def refine(args) -> None:
-    """One-step samples of a saved sampler followed by m MALA moves: W1 and cost."""
+    """One-step samples of a saved sampler followed by m MALA moves (W1, sd ratios, cost),
+    beside the same moves from the sampler's prior N(0, I) (tuned alike, on prior draws): the
+    baseline that tells whether the trained sampler is worth it."""
     torch.set_num_threads(1)
     energy = TARGETS[args.target].build(None)
     model = joblib.load(args.save)
     sampler = model["student"] if isinstance(model, dict) else model
     g = torch.Generator().manual_seed(2)
     exact = energy.sample(N_EVAL, generator=g).numpy()
-    floor, floor_sd = expected_floor(energy, N_EVAL)
+    floor, _ = expected_floor(energy, N_EVAL)
     rows = []
-    for m in (0, 5, 20, 100):
-        start = time.perf_counter()
+    for m in MALA_MOVES:
+        begin = time.perf_counter()
         x = sampler.sample(N_EVAL, n_steps=1, random_state=1, mcmc_steps=m)
-        seconds = time.perf_counter() - start
-        w1 = wasserstein(x, exact, p=1)
-        evaluations = N_EVAL * (m + 1) + (256 * 20 * 3 if m else 0)
-        rows.append(
-            {
-                "mcmc_steps": m,
-                "w1": w1,
-                "w1_over_floor": w1 / floor,
-                "evaluations": evaluations,
-                "seconds": seconds,
-                "sd_ratio": (x.std(0) / exact.std(0)).tolist(),
-            }
-        )
-        print(
-            args.target,
-            m,
-            f"W1 {w1:.3f} ({w1 / floor:.2f} x floor {floor:.3f}), "
-            f"{evaluations} evaluations, {seconds:.1f} s",
-        )
+        rows.append(_refined_row(x, exact, floor, m, time.perf_counter() - begin, "one-step"))
+    gen = torch.Generator().manual_seed(7)
+    x0, pilot = sampler._prior(N_EVAL, gen), sampler._prior(256, gen)
+    for m in MALA_MOVES:
+        begin = time.perf_counter()
+        x = sampler._refine(x0, pilot, m, gen) if m else x0
+        x = sampler.energy_.transform(x).numpy()
+        rows.append(_refined_row(x, exact, floor, m, time.perf_counter() - begin, "prior"))
     out = Path(args.out) / args.target
     (out / f"refine_{Path(args.save).stem}.json").write_text(json.dumps(rows, indent=1))
 

@@ -33,6 +33,7 @@ __all__ = [
     "monotonicity_penalty",
     "one_step_kl",
     "sample_jumps",
+    "sampler_jump",
     "sampler_jump_jacobian",
     "self_consistency_loss",
 ]
@@ -208,13 +209,13 @@ def first_jump(control, process, energy, x0: Tensor, length, score=None):
     return x1, jac
 
 
-def sampler_jump_jacobian(control, process, energy, x0: Tensor, length, index: int, score=None):
-    """Exact Jacobians ``(n, d, d)`` of jump ``index`` (from 0) of the sampler that jumps by
-    ``length`` from the prior samples ``x0``, differentiable in the control's parameters.
-    The earlier jumps run without gradient; from the second jump on, the target's Hessian
-    enters (the Langevin term). Rows whose state is not finite are evaluated at the origin
-    instead (a valid point; the penalty never sees a NaN). ``score``: the target score at
-    ``x0`` if the caller has it."""
+def sampler_jump(control, process, energy, x0: Tensor, length, index: int, score=None):
+    """Jump ``index`` (from 0) of the sampler that jumps by ``length`` from the prior samples
+    ``x0``: its end points ``(n, d)`` and exact Jacobians ``(n, d, d)``, both differentiable
+    in the control's parameters. The earlier jumps run without gradient; from the second
+    jump on, the target's Hessian enters (the Langevin term). Rows whose state is not finite
+    are evaluated at the origin instead (a valid point; a loss never sees a NaN).
+    ``score``: the target score at ``x0`` if the caller has it."""
     n = x0.shape[0]
     t = torch.zeros((), dtype=x0.dtype, device=x0.device)
     x = x0
@@ -224,7 +225,15 @@ def sampler_jump_jacobian(control, process, energy, x0: Tensor, length, index: i
             x = x + length * _velocity(control, process, t.expand(n), x, score, length.expand(n))
             x = zero_rows(x, finite_rows(x))
             t, score = t + length, None
-    return step_jacobian(control, process, energy, t, length, x, length, score=score)
+    score = energy._grad_log_prob(x).detach() if score is None else score
+    jac = step_jacobian(control, process, energy, t, length, x, length, score=score)
+    end = x + length * _velocity(control, process, t.expand(n), x, score, length.expand(n))
+    return end, jac
+
+
+def sampler_jump_jacobian(control, process, energy, x0: Tensor, length, index: int, score=None):
+    """The Jacobians of :func:`sampler_jump` alone."""
+    return sampler_jump(control, process, energy, x0, length, index, score)[1]
 
 
 def monotonicity_penalty(jac: Tensor, margin: float = 0.01):

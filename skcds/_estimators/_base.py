@@ -13,6 +13,7 @@ import threading
 import time
 import warnings
 
+import numpy as np
 import torch
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
@@ -214,6 +215,10 @@ class _BaseSampler(DensityMixin, BaseEstimator):
 
     def _choose_preconditioning(self, energy) -> Preconditioning:
         """The change of variables of this fit (:func:`skcds.energies.precondition`)."""
+        scale = getattr(self, "_prior_scale", None)  # study switch: a scalar change of scale
+        if scale is not None:
+            loc, tril = np.zeros(energy.dim), scale * np.eye(energy.dim)
+            return Preconditioning("diagonal", f"prior scale {scale} (study)", loc, tril)
         seed = int(self._generator.initial_seed()) + 2
         return precondition(energy, self.precondition, seed=seed % 2**32)
 

@@ -12,6 +12,7 @@ from .._core.consistency import (
     monotonicity_penalty,
     one_step_kl,
     sample_jumps,
+    sampler_jump,
     sampler_jump_jacobian,
     self_consistency_loss,
 )
@@ -196,6 +197,10 @@ class SelfConsistentSampler(DiffusionSampler):
     # the fold penalty's k-step sampler: its first jump only, or a random one of its jumps
     _penalise_later_jumps = False
     _sde_match_weight = 0.0  # study switch
+    # study switches: the reverse KL also on the last jump of the k-step sampler drawn for the
+    # fold penalty (its earlier jumps fixed), and the fold penalty on that jump too
+    _kl_last_jump = False
+    _penalise_last_jump = False
 
     def __init__(
         self,
@@ -347,6 +352,13 @@ class SelfConsistentSampler(DiffusionSampler):
                 index = int(torch.randint(0, k, (), generator=self._generator, device=self.device_))
             jac_k = sampler_jump_jacobian(control, process, energy, x0, total / k, index, score0)
             penalty = monotonicity_penalty(jac)[0] + monotonicity_penalty(jac_k)[0]
+            if self._kl_last_jump and self._kl_weight:
+                end, jac_last = sampler_jump(control, process, energy, x0, total / k, k - 1, score0)
+                log_abs = torch.linalg.slogdet(jac_last)[1]
+                kl_last = one_step_kl(process, energy, x0, end, log_abs)
+                terms["last_jump_kl"] = (self._kl_weight, kl_last)
+                if self._penalise_last_jump:
+                    penalty = penalty + monotonicity_penalty(jac_last)[0]
             terms["fold_penalty"] = (self.fold_weight, penalty)
         return terms
 

@@ -428,7 +428,7 @@ def test_fine_flow_states_are_the_euler_flow_of_the_grid_step_control():
 def test_sampler_jump_jacobian_is_the_jacobian_of_that_jump(index):
     """Jump ``index`` of the 4-step sampler, against autograd through the whole step (the
     network and the target's score, whose Hessian enters after the first jump)."""
-    from skcds._core.consistency import first_jump, sampler_jump_jacobian
+    from skcds._core.consistency import first_jump, sampler_jump, sampler_jump_jacobian
 
     g = torch.Generator().manual_seed(3)
     net = ControlNet(2, step_conditioned=True, generator=g).double()
@@ -451,6 +451,9 @@ def test_sampler_jump_jacobian_is_the_jacobian_of_that_jump(index):
     )
     jac = sampler_jump_jacobian(net, VP, energy, x0, length, index)
     torch.testing.assert_close(jac, expected)
+    end, jac_again = sampler_jump(net, VP, energy, x0, length, index)
+    torch.testing.assert_close(jac_again, jac)
+    torch.testing.assert_close(end, jump(t, x))  # where that jump lands
     if index == 0:
         torch.testing.assert_close(jac, first_jump(net, VP, energy, x0, length)[1])
-    assert jac.requires_grad  # differentiable in the network's parameters
+    assert jac.requires_grad and end.requires_grad  # differentiable in the parameters
