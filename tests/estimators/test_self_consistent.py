@@ -428,3 +428,40 @@ def test_models_saved_before_the_levers_existed_keep_the_papers_algorithm(tmp_pa
     torch.save(payload, tmp_path / "old.skcds")
     loaded = skcds.load(tmp_path / "old.skcds", energy=GaussianMixture.grid())
     assert (loaded.flow_map_weight, loaded.fold_weight, loaded.kl_weight) == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "switches, column",
+    [
+        ({"_kl_last_jump": True}, "last_jump_kl"),
+        ({"_kl_last_jump": True, "_penalise_last_jump": True}, "last_jump_kl"),
+        ({"_sde_match_weight": 0.3}, "sde_match"),
+    ],
+)
+def test_study_switches_add_their_term_and_leave_the_default_alone(switches, column):
+    """The one-step study's private switches (benchmarks/one_step_study.py) add their loss
+    term when set; the same fit without them records no such term."""
+    params = {"n_steps": 8, "max_iter": 3, "batch_size": 16, "random_state": 3}
+    energy = GaussianMixture.grid()
+    plain = SelfConsistentSampler(**params).fit(energy)
+    switched = SelfConsistentSampler(**params)
+    for name, value in switches.items():
+        setattr(switched, name, value)
+    switched.fit(energy)
+    assert all(math.isfinite(r[column]) for r in switched.history_)
+    assert column not in plain.history_[0]
+
+
+def test_prior_scale_switch_trains_in_scaled_coordinates():
+    """``_prior_scale = s`` (study switch): training in ``x = s z``; samples come back in the
+    user's coordinates and the weights stay those of the user's target."""
+    energy = GaussianMixture.grid()
+    sampler = SelfConsistentSampler(n_steps=8, max_iter=2, batch_size=16, random_state=0)
+    sampler._prior_scale = 4.0
+    sampler.fit(energy)
+    assert sampler.preconditioning_.method == "diagonal"
+    x = sampler.sample(50, random_state=0, return_tensor=True)
+    z, _ = sampler._draw(50, None, 0, False, model_space=False)
+    torch.testing.assert_close(x, 4.0 * z)
+    _, log_w = sampler.sample(50, random_state=0, return_log_weights=True)
+    assert np.isfinite(log_w).all()
