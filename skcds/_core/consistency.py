@@ -201,21 +201,12 @@ def first_jump(control, process, energy, x0: Tensor, length, score=None):
     Jacobians ``(n, d, d)``, both differentiable in the control's parameters. Jumps from
     ``t = 0`` need no Hessian of the target (the Langevin term weighs the target score by
     ``t / T = 0`` there). ``score``: the target score at ``x0`` if the caller has it."""
-    t = torch.zeros((), dtype=x0.dtype, device=x0.device)
-    score = energy._grad_log_prob(x0) if score is None else score
-    jac = step_jacobian(control, process, energy, t, length, x0, length, score=score)
-    t, step = t.expand(x0.shape[0]), length.expand(x0.shape[0])
-    x1 = x0 + length * _velocity(control, process, t, x0, score, step)
-    return x1, jac
+    return sampler_jump(control, process, energy, x0, length, 0, score)
 
 
-def sampler_jump(control, process, energy, x0: Tensor, length, index: int, score=None):
-    """Jump ``index`` (from 0) of the sampler that jumps by ``length`` from the prior samples
-    ``x0``: its end points ``(n, d)`` and exact Jacobians ``(n, d, d)``, both differentiable
-    in the control's parameters. The earlier jumps run without gradient; from the second
-    jump on, the target's Hessian enters (the Langevin term). Rows whose state is not finite
-    are evaluated at the origin instead (a valid point; a loss never sees a NaN).
-    ``score``: the target score at ``x0`` if the caller has it."""
+def _jump_start(control, process, energy, x0: Tensor, length, index: int, score=None):
+    """``(t, x, score)`` where jump ``index`` of the sampler starts: the earlier jumps run
+    without gradient, and rows whose state is not finite restart at the origin."""
     n = x0.shape[0]
     t = torch.zeros((), dtype=x0.dtype, device=x0.device)
     x = x0
@@ -226,14 +217,27 @@ def sampler_jump(control, process, energy, x0: Tensor, length, index: int, score
             x = zero_rows(x, finite_rows(x))
             t, score = t + length, None
     score = energy._grad_log_prob(x).detach() if score is None else score
+    return t, x, score
+
+
+def sampler_jump(control, process, energy, x0: Tensor, length, index: int, score=None):
+    """Jump ``index`` (from 0) of the sampler that jumps by ``length`` from the prior samples
+    ``x0``: its end points ``(n, d)`` and exact Jacobians ``(n, d, d)``, both differentiable
+    in the control's parameters. The earlier jumps run without gradient; from the second
+    jump on, the target's Hessian enters (the Langevin term). Rows whose state is not finite
+    are evaluated at the origin instead (a valid point; a loss never sees a NaN).
+    ``score``: the target score at ``x0`` if the caller has it."""
+    t, x, score = _jump_start(control, process, energy, x0, length, index, score)
     jac = step_jacobian(control, process, energy, t, length, x, length, score=score)
+    n = x.shape[0]
     end = x + length * _velocity(control, process, t.expand(n), x, score, length.expand(n))
     return end, jac
 
 
 def sampler_jump_jacobian(control, process, energy, x0: Tensor, length, index: int, score=None):
-    """The Jacobians of :func:`sampler_jump` alone."""
-    return sampler_jump(control, process, energy, x0, length, index, score)[1]
+    """The Jacobians of :func:`sampler_jump` alone (its end points are not computed)."""
+    t, x, score = _jump_start(control, process, energy, x0, length, index, score)
+    return step_jacobian(control, process, energy, t, length, x, length, score=score)
 
 
 def monotonicity_penalty(jac: Tensor, margin: float = 0.01):
