@@ -61,6 +61,10 @@ VARIANTS = {  # results of the replaced det-sign hinge are kept as "*dethinge*"
     "default_scale3": {"_prior_scale": 3.0},
     "default_kllast": {"_kl_last_jump": True},
     "default_kllast_fold": {"_kl_last_jump": True, "_penalise_last_jump": True},
+    "default_width128": {"width": 128},
+    "default_grid16": {"n_steps": 16},
+    "default_lv": {"_one_step_log_variance": True},
+    "default_damped": {"_damp_long_jumps": True},
 }
 
 
@@ -156,14 +160,13 @@ def expected_floor(energy, n: int) -> tuple[float, float]:
 
 def _make(variant, max_iter, seed, callbacks=None):
     params = {k: v for k, v in VARIANTS[variant].items() if not k.startswith("_")}
+    options = {"n_steps": N_STEPS, "batch_size": BATCH, **params}
     sampler = SelfConsistentSampler(
-        n_steps=N_STEPS,
         max_iter=max_iter,
-        batch_size=BATCH,
         random_state=seed,
         callbacks=callbacks,
         early_stopping=False,  # equal training time for every variant
-        **params,
+        **options,
     )
     for k, v in VARIANTS[variant].items():  # switches of a study, not parameters
         if k.startswith("_"):
@@ -194,7 +197,8 @@ def run(args) -> None:
         if args.save:
             joblib.dump(sampler, args.save)
         train_s = sampler.history_[-1]["elapsed"] - monitor.excluded
-        steps = [2**j for j in range(int(np.log2(N_STEPS)) + 1) if 2**j <= args.max_eval_steps]
+        grid = sampler.n_steps
+        steps = [2**j for j in range(int(np.log2(grid)) + 1) if 2**j <= args.max_eval_steps]
         resolved = sampler.get_params()
         record = {
             "variant": args.variant,
@@ -202,7 +206,7 @@ def run(args) -> None:
             "resolved": {k: resolved[k] for k in sorted(resolved) if k not in ("callbacks",)},
             "max_iter": max_iter,
             "batch_size": BATCH,
-            "n_steps": N_STEPS,
+            "n_steps": grid,
             "train_seconds": train_s,
             "curve": monitor.points,
             "curve_raw": True,

@@ -32,6 +32,7 @@ __all__ = [
     "flow_map_loss",
     "monotonicity_penalty",
     "one_step_kl",
+    "one_step_log_variance",
     "sample_jumps",
     "sampler_jump",
     "sampler_jump_jacobian",
@@ -274,6 +275,19 @@ def one_step_kl(process, energy, x0: Tensor, x1: Tensor, log_abs: Tensor) -> Ten
     keep = torch.isfinite(value)
     value, _ = _masked_mean(torch.where(keep, value, torch.zeros_like(value)), keep)
     return value
+
+
+def one_step_log_variance(process, energy, x0: Tensor, x1: Tensor, log_abs: Tensor) -> Tensor:
+    """Log-variance divergence of the one-step map to the target: the variance over the
+    batch of its exact log-weights ``log rho(x1) + log |det J(x0)| - log p_prior(x0)``.
+    Zero exactly when the map pushes the prior onto the target, whatever ``log Z``; unlike the
+    reverse KL it is smallest when every mode is weighted right, not only when every sample
+    sits in one (a study switch of :class:`~skcds.SelfConsistentSampler`)."""
+    log_w = energy._log_prob(x1) + log_abs - process.prior_log_prob(x0)
+    keep = torch.isfinite(log_w)
+    mean, _ = _masked_mean(torch.where(keep, log_w, torch.zeros_like(log_w)), keep)
+    spread = torch.where(keep, (log_w - mean.detach()) ** 2, torch.zeros_like(log_w))
+    return _masked_mean(spread, keep)[0]
 
 
 def coarse_indices(n_steps: int, n_points: int) -> list[int]:

@@ -98,6 +98,12 @@ class ControlNet(nn.Module):
     clip : float, default=10.0
         Initial element-wise clamp of the MLP output, ``s(t)`` and the Langevin term; stored as
         buffers so that the training schedule can raise it in place (graph-safe).
+    langevin_step : float, optional
+        Step-conditioned only: damp the Langevin term of a jump of size ``d`` by
+        ``min(1, langevin_step / d)``, so that a jump of any length adds the target score's
+        drift of one step of size ``langevin_step`` (the training grid's) and the target's
+        Hessian enters its Jacobian no more than in one grid step (a study switch).
+        ``None``: undamped.
     generator : torch.Generator, optional
         Source of the initial weights.
     """
@@ -111,11 +117,13 @@ class ControlNet(nn.Module):
         step_conditioned: bool = False,
         terminal_time: float = 1.0,
         clip: float = 10.0,
+        langevin_step: float | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.dim, self.langevin, self.terminal_time = dim, langevin, terminal_time
         self.step_conditioned = step_conditioned
+        self.langevin_step = langevin_step
         self.register_buffer("clip_model", torch.tensor(clip))
         self.register_buffer("clip_score", torch.tensor(clip))
         g = generator
@@ -144,7 +152,7 @@ class ControlNet(nn.Module):
             "langevin": self.langevin,
             "step_conditioned": self.step_conditioned,
             "terminal_time": self.terminal_time,
-        }
+        } | ({} if self.langevin_step is None else {"langevin_step": self.langevin_step})
 
     def time_features(self, t: Tensor, sigma: Tensor, step: Tensor | None = None) -> TimeFeatures:
         """Time-only parts at times ``t`` of shape ``(m,)`` (``sigma`` and ``step`` alike)."""
@@ -154,6 +162,8 @@ class ControlNet(nn.Module):
                 raise ValueError("this control is step-conditioned: 'step' is required.")
             embedding = embedding + self.step_embedding(step.expand_as(t))
         scale = self.scale_net(t).clamp(-self.clip_model, self.clip_model)
+        if getattr(self, "langevin_step", None) is not None:  # absent from older pickles
+            scale = scale * (self.langevin_step / step.expand_as(t)).clamp(max=1.0)[:, None]
         column = (-1, 1, 1)
         return TimeFeatures(
             embedding[:, None, :],

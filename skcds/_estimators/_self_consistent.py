@@ -11,6 +11,7 @@ from .._core.consistency import (
     flow_map_loss,
     monotonicity_penalty,
     one_step_kl,
+    one_step_log_variance,
     sample_jumps,
     sampler_jump,
     sampler_jump_jacobian,
@@ -201,6 +202,10 @@ class SelfConsistentSampler(DiffusionSampler):
     # fold penalty (its earlier jumps fixed), and the fold penalty on that jump too
     _kl_last_jump = False
     _penalise_last_jump = False
+    # study switch: the one-step term as the log-variance of its weights instead of the KL
+    _one_step_log_variance = False
+    # study switch: a jump of any length adds one grid step's worth of the Langevin term
+    _damp_long_jumps = False
 
     def __init__(
         self,
@@ -288,6 +293,9 @@ class SelfConsistentSampler(DiffusionSampler):
             langevin="lerp" if self.langevin else "none",
             step_conditioned=True,
             terminal_time=self.reference_.terminal_time,
+            langevin_step=self.reference_.terminal_time / self.n_steps
+            if self._damp_long_jumps
+            else None,
             generator=generator,
         )
 
@@ -339,7 +347,8 @@ class SelfConsistentSampler(DiffusionSampler):
         terms = {}
         if self._kl_weight:
             log_abs = torch.linalg.slogdet(jac)[1]
-            terms["one_step_kl"] = (self._kl_weight, one_step_kl(process, energy, x0, x1, log_abs))
+            divergence = one_step_log_variance if self._one_step_log_variance else one_step_kl
+            terms["one_step_kl"] = (self._kl_weight, divergence(process, energy, x0, x1, log_abs))
         if self._sde_match_weight:
             terms["sde_match"] = (self._sde_match_weight, self._sde_match(x1, sde_ends))
         if self.fold_weight:

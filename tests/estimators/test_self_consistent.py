@@ -1,6 +1,7 @@
 """SelfConsistentSampler: k-step sampling, exact change-of-variables weights, validation,
 training history and persistence, on tiny budgets."""
 
+import io
 import math
 import re
 
@@ -450,6 +451,45 @@ def test_study_switches_add_their_term_and_leave_the_default_alone(switches, col
     switched.fit(energy)
     assert all(math.isfinite(r[column]) for r in switched.history_)
     assert column not in plain.history_[0]
+
+
+def test_log_variance_switch_replaces_the_one_step_kl():
+    """``_one_step_log_variance`` (study switch): the one-step term is the variance of the
+    log-weights, not their negative mean, so the recorded term changes and stays >= 0."""
+    params = {"n_steps": 8, "max_iter": 3, "batch_size": 16, "random_state": 3}
+    energy = GaussianMixture.grid()
+    plain = SelfConsistentSampler(**params).fit(energy)
+    switched = SelfConsistentSampler(**params)
+    switched._one_step_log_variance = True
+    switched.fit(energy)
+    first = switched.history_[0]["one_step_kl"]
+    assert first >= 0 and first != plain.history_[0]["one_step_kl"]
+
+
+def test_damp_long_jumps_switch_scales_the_langevin_term_by_the_jump_length():
+    """``_damp_long_jumps`` (study switch): a jump of ``k`` grid steps carries ``1 / k`` of the
+    Langevin scale (one grid step's drift); the grid step itself is undamped, and the switch
+    survives a joblib round trip."""
+    energy = GaussianMixture.grid()
+    sampler = SelfConsistentSampler(n_steps=8, max_iter=2, batch_size=16, random_state=0)
+    sampler._damp_long_jumps = True
+    sampler.fit(energy)
+    net, t, sigma = sampler.control_, torch.tensor([0.5]), torch.tensor([1.0])
+    grid, jump = (net.time_features(t, sigma, torch.tensor([d])).scale for d in (1 / 8, 1.0))
+    net.langevin_step = None
+    plain = net.time_features(t, sigma, torch.tensor([1 / 8])).scale
+    net.langevin_step = 1 / 8
+    torch.testing.assert_close(jump, grid / 8)
+    assert torch.equal(grid, plain)  # the grid step is undamped
+    undamped = SelfConsistentSampler(n_steps=8, max_iter=2, batch_size=16, random_state=0)
+    assert undamped.fit(energy).control_.langevin_step is None
+    buffer = io.BytesIO()
+    joblib.dump(sampler, buffer)
+    buffer.seek(0)
+    loaded = joblib.load(buffer)
+    np.testing.assert_array_equal(
+        loaded.sample(20, n_steps=2, random_state=1), sampler.sample(20, n_steps=2, random_state=1)
+    )
 
 
 def test_prior_scale_switch_trains_in_scaled_coordinates():
