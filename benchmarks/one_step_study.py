@@ -158,6 +158,11 @@ def expected_floor(energy, n: int) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values))
 
 
+def _run_name(args) -> str:
+    """The variant, with its seed when not the study's 0 (the run-to-run spread)."""
+    return args.variant if args.seed == 0 else f"{args.variant}_seed{args.seed}"
+
+
 def _make(variant, max_iter, seed, callbacks=None):
     params = {k: v for k, v in VARIANTS[variant].items() if not k.startswith("_")}
     options = {"n_steps": N_STEPS, "batch_size": BATCH, **params}
@@ -201,7 +206,7 @@ def run(args) -> None:
         steps = [2**j for j in range(int(np.log2(grid)) + 1) if 2**j <= args.max_eval_steps]
         resolved = sampler.get_params()
         record = {
-            "variant": args.variant,
+            "variant": _run_name(args),
             "params": VARIANTS[args.variant],
             "resolved": {k: resolved[k] for k in sorted(resolved) if k not in ("callbacks",)},
             "max_iter": max_iter,
@@ -212,7 +217,7 @@ def run(args) -> None:
             "curve_raw": True,
             "eval": evaluate(sampler, energy, exact, exact_b, steps, log_z),
         }
-    (out / f"{args.variant}.json").write_text(json.dumps(record, indent=1))
+    (out / f"{_run_name(args)}.json").write_text(json.dumps(record, indent=1))
     one = record["eval"][1] if 1 in record["eval"] else record["eval"]["1"]
     print(args.target, args.variant, f"{record['train_seconds']:.0f}s", json.dumps(one))
 

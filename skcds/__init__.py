@@ -5,6 +5,7 @@ from ._estimators._classifier import BayesianLogisticRegression
 from ._estimators._diffusion import DiffusionSampler
 from ._estimators._distiller import ConsistentDistiller
 from ._estimators._self_consistent import SelfConsistentSampler
+from ._mcmc import refine
 from ._model_selection import SamplerSearch, search_sampler
 from ._persistence import load, save
 from ._version import __version__
@@ -20,6 +21,7 @@ __all__ = [
     "__version__",
     "load",
     "plot_training",
+    "refine",
     "save",
     "search_sampler",
 ]

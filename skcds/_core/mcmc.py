@@ -21,7 +21,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["MALAResult", "mala", "tune_step_size"]
+__all__ = ["MALAResult", "mala", "refine", "tune_step_size"]
 
 TARGET_ACCEPTANCE = 0.574  # optimal for MALA in high dimension (Roberts and Rosenthal, 1998)
 
@@ -131,3 +131,18 @@ def tune_step_size(
         gain = 2.0 / math.sqrt(r + 1)
         h *= math.exp(gain * (result.acceptance - TARGET_ACCEPTANCE))
     return h, cost
+
+
+def refine(
+    energy, x: Tensor, n_steps: int, pilot: Tensor, generator=None
+) -> tuple[MALAResult, dict]:
+    """``n_steps`` MALA moves from ``x``, the step size and per-coordinate scale (the standard
+    deviations of ``pilot``'s finite rows) tuned on chains started at ``pilot`` and then
+    discarded. Returns the moves' result and ``{'step_size', 'tuning_evaluations'}``."""
+    finite = pilot[torch.isfinite(pilot).all(-1)]
+    scale = finite.std(0) if finite.shape[0] > 1 else None
+    scale = None if scale is None or not bool(torch.isfinite(scale).all()) else scale
+    with torch.enable_grad():
+        step, cost = tune_step_size(energy, finite, scale=scale, generator=generator)
+        moved = mala(energy, x, n_steps, step_size=step, scale=scale, generator=generator)
+    return moved, {"step_size": step, "tuning_evaluations": cost}

@@ -528,14 +528,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         independent ``pilot`` batch of the sampler's own output (so every move leaves the
         target invariant)."""
         energy = dynamics_view(self.energy_, score=True)
-        finite = pilot[torch.isfinite(pilot).all(-1)]
-        scale = finite.std(0) if finite.shape[0] > 1 else None
-        scale = None if scale is None or not bool(torch.isfinite(scale).all()) else scale
-        with torch.enable_grad():
-            step, _ = mcmc.tune_step_size(energy, finite, scale=scale, generator=generator)
-            moved = mcmc.mala(
-                energy, x, mcmc_steps, step_size=step, scale=scale, generator=generator
-            )
+        moved, _ = mcmc.refine(energy, x, mcmc_steps, pilot, generator)
         return moved.x.detach()
 
     def sample(

@@ -76,21 +76,23 @@ def validate_params(estimator, table: dict) -> None:
         constraint.validate(owner, name, getattr(estimator, name))
 
 
-def check_energy(energy, owner: str) -> Energy:
-    """An :class:`Energy` whose ``log_prob`` passes a probe batch, or a clear error."""
+def check_energy(energy, owner: str, call: str | None = None) -> Energy:
+    """An :class:`Energy` whose ``log_prob`` passes a probe batch, or a clear error.
+    ``call``: the function named in the messages (default ``{owner}.fit``)."""
+    call = call or f"{owner}.fit"
     if energy is None:
         raise ValueError(
-            f"{owner}.fit needs an energy: call fit(energy) or pass energy= to the constructor."
+            f"{call} needs an energy: call fit(energy) or pass energy= to the constructor."
         )
     if isinstance(energy, (np.ndarray, torch.Tensor, list, tuple)):
         raise TypeError(
-            f"{owner}.fit expects an skcds.energies.Energy as 'energy'; got an array-like "
+            f"{call} expects an skcds.energies.Energy as 'energy'; got an array-like "
             f"({type(energy).__name__}). Wrap a log-density with "
             "skcds.energies.from_log_prob(fn, dim) or an energy with from_energy(fn, dim)."
         )
     if not isinstance(energy, Energy):
         raise TypeError(
-            f"{owner}.fit expects an skcds.energies.Energy as 'energy'; got "
+            f"{call} expects an skcds.energies.Energy as 'energy'; got "
             f"{type(energy).__name__}. Wrap a callable with skcds.energies.from_log_prob."
         )
     return energy
