@@ -1,4 +1,6 @@
-"""Metropolis-adjusted Langevin (MALA) refinement of a sampler's output (issue 15).
+"""MCMC refinement of a sampler's output (issue 15): Metropolis-adjusted Langevin (MALA)
+moves, and independent Metropolis–Hastings (:func:`independent_mh`) with the sampler itself as
+the proposal.
 
 A few MALA moves on the energy from the sampler's samples make sampling asymptotically exact
 without the sampler's density: each move leaves the target ``rho / Z`` invariant, so the
@@ -21,12 +23,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["MALAResult", "mala", "refine", "tune_step_size"]
+__all__ = ["MCMCResult", "independent_mh", "mala", "refine", "tune_step_size"]
 
 TARGET_ACCEPTANCE = 0.574  # optimal for MALA in high dimension (Roberts and Rosenthal, 1998)
 
 
-class MALAResult(NamedTuple):
+class MCMCResult(NamedTuple):
     """Refined states and what they cost."""
 
     x: Tensor  # (n, d)
@@ -51,7 +53,7 @@ def mala(
     step_size: float,
     scale: Tensor | None = None,
     generator: torch.Generator | None = None,
-) -> MALAResult:
+) -> MCMCResult:
     """``n_steps`` MALA moves on ``energy`` from the rows of ``x`` (independent chains).
 
     Parameters
@@ -72,7 +74,7 @@ def mala(
 
     Returns
     -------
-    MALAResult
+    MCMCResult
         A chain whose state is not finite stays where it is (its proposal is rejected).
     """
     scale = torch.ones(x.shape[-1], dtype=x.dtype, device=x.device) if scale is None else scale
@@ -100,7 +102,7 @@ def mala(
         score = torch.where(accept[:, None], score_new, score)
         accepted = accepted + accept.to(x.dtype).mean()
     rate = float(accepted) / n_steps if n_steps else float("nan")
-    return MALAResult(x, rate, x.shape[0] * (n_steps + 1))
+    return MCMCResult(x, rate, x.shape[0] * (n_steps + 1))
 
 
 def tune_step_size(
@@ -135,7 +137,7 @@ def tune_step_size(
 
 def refine(
     energy, x: Tensor, n_steps: int, pilot: Tensor, generator=None
-) -> tuple[MALAResult, dict]:
+) -> tuple[MCMCResult, dict]:
     """``n_steps`` MALA moves from ``x``, the step size and per-coordinate scale (the standard
     deviations of ``pilot``'s finite rows) tuned on chains started at ``pilot`` and then
     discarded. Returns the moves' result and ``{'step_size', 'tuning_evaluations'}``."""
@@ -146,3 +148,38 @@ def refine(
         step, cost = tune_step_size(energy, finite, scale=scale, generator=generator)
         moved = mala(energy, x, n_steps, step_size=step, scale=scale, generator=generator)
     return moved, {"step_size": step, "tuning_evaluations": cost}
+
+
+def _nan_to_minus_inf(log_w: Tensor) -> Tensor:
+    return torch.where(torch.isnan(log_w), torch.full_like(log_w, -math.inf), log_w)
+
+
+def independent_mh(x: Tensor, log_w: Tensor, propose, n_steps: int, generator=None) -> MCMCResult:
+    """``n_steps`` independent Metropolis–Hastings steps, one chain per row of ``x``.
+
+    The proposal is a fresh draw of the sampler, independent of the chain's state:
+    ``propose()`` returns ``(y, log_w_y)``, ``n`` draws and their importance log-weights
+    ``log rho - log q``. A chain at ``x`` moves to ``y`` with probability
+    ``min(1, exp(log_w_y - log_w_x))``, which leaves ``rho / Z`` invariant exactly when the
+    log-weights are exact (up to a constant shared by all draws). Unlike local moves, it
+    corrects mass between distant modes: a mode the sampler over-weights has low weights and
+    is left more often. Non-finite log-weights count as ``-inf`` (never accepted; a chain
+    there leaves at the first finite proposal).
+
+    Returns
+    -------
+    MCMCResult
+        ``n_evaluations``: the proposals drawn (``n * n_steps``).
+    """
+    log_w = _nan_to_minus_inf(log_w)
+    accepted = torch.zeros((), dtype=x.dtype, device=x.device)
+    for _ in range(n_steps):
+        y, log_w_y = propose()
+        log_w_y = _nan_to_minus_inf(log_w_y)
+        u = torch.rand(x.shape[0], generator=generator, dtype=x.dtype, device=x.device)
+        accept = u.log() < log_w_y - log_w  # NaN (both -inf) is False
+        x = torch.where(accept[:, None], y, x)
+        log_w = torch.where(accept, log_w_y, log_w)
+        accepted = accepted + accept.to(x.dtype).mean()
+    rate = float(accepted) / n_steps if n_steps else float("nan")
+    return MCMCResult(x, rate, x.shape[0] * n_steps)

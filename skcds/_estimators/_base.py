@@ -472,6 +472,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         random_state,
         log_weights: bool,
         mcmc_steps=0,
+        imh_steps=0,
         *,
         model_space: bool = True,
         **options,
@@ -480,13 +481,17 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         n = self._check_n(n_samples)
         n_steps = self._sampling_steps(n_steps)
         mcmc_steps = self._check_mcmc_steps(mcmc_steps, log_weights)
+        imh_steps = self._check_mcmc_steps(imh_steps, log_weights, "imh_steps")
         generator = self._sampling_generator(random_state)
         xs, ws = [], []
         with torch.no_grad():
             for begin in range(0, n, _SAMPLE_CHUNK):
                 size = min(_SAMPLE_CHUNK, n - begin)
-                x, w = self._sharded_chunk(size, n_steps, generator, log_weights, **options)
-                xs.append(x), ws.append(w)
+                weighted = log_weights or bool(imh_steps)
+                x, w = self._sharded_chunk(size, n_steps, generator, weighted, **options)
+                if imh_steps:
+                    x = self._independent_mh(x, w, n_steps, imh_steps, generator, **options)
+                xs.append(x), ws.append(w if log_weights else None)
             if mcmc_steps:
                 pilot, _ = self._sharded_chunk(_MCMC_PILOT, n_steps, generator, False, **options)
         x = torch.cat(xs)
@@ -512,16 +517,34 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         return x, w
 
     @staticmethod
-    def _check_mcmc_steps(mcmc_steps, log_weights: bool) -> int:
+    def _check_mcmc_steps(mcmc_steps, log_weights: bool, name: str = "mcmc_steps") -> int:
         if not v.Constraint(numbers.Integral, lambda m: m >= 0, "").accepts(mcmc_steps):
-            raise ValueError(f"'mcmc_steps' must be an int >= 0; got {mcmc_steps!r}.")
+            raise ValueError(f"'{name}' must be an int >= 0; got {mcmc_steps!r}.")
         if mcmc_steps and log_weights:
             raise ValueError(
-                "return_log_weights=True needs mcmc_steps=0: the weights are those of the "
+                f"return_log_weights=True needs {name}=0: the weights are those of the "
                 "sampler's own map or path; MCMC-refined samples have no tractable density "
                 "(they need none: refinement targets the energy itself)."
             )
         return int(mcmc_steps)
+
+    def _independent_mh(self, x, log_w, n_steps: int, imh_steps: int, generator, **options):
+        """Independent Metropolis–Hastings from the draws ``x``, the sampler's own fresh
+        draws as proposals (exact when its log-weights are; see ``sample``)."""
+        through_map = options.get("method", "ode") == "ode"  # not the SDE's path weights
+        if through_map and self._log_det_method(options.get("log_det", "auto")) == "stochastic":
+            raise ValueError(
+                "imh_steps needs exact log-weights, and log_det='stochastic' (the default "
+                f"above {EXACT_LOG_DET_MAX_DIM} dimensions) gives noisy ones; pass "
+                "log_det='exact' or use method='sde' where the sampler has it."
+            )
+
+        def propose():
+            with warnings.catch_warnings():  # the first draw already said if the map folds
+                warnings.simplefilter("ignore", InvalidWeightsWarning)
+                return self._sharded_chunk(x.shape[0], n_steps, generator, True, **options)
+
+        return mcmc.independent_mh(x, log_w, propose, imh_steps, generator).x
 
     def _refine(self, x, pilot, mcmc_steps: int, generator):
         """MALA moves from ``x``, with a step size and per-coordinate scale tuned on an
@@ -540,6 +563,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         return_log_weights=False,
         return_tensor: bool = False,
         mcmc_steps: int = 0,
+        imh_steps: int = 0,
     ):
         """Draw samples from the trained sampler.
 
@@ -563,6 +587,15 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             independent pilot samples, then fixed). Costs ``n_samples * (mcmc_steps + 1)``
             evaluations of ``log rho`` and its gradient, plus 15 360 for tuning; not
             with ``return_log_weights``.
+        imh_steps : int, default=0
+            Independent Metropolis–Hastings steps before any ``mcmc_steps``: each sample is
+            a chain that moves to a fresh draw of this sampler with probability
+            ``min(1, w_new / w)`` of their importance weights. It leaves the target
+            invariant where the weights are exact, and unlike MALA it moves mass between
+            distant modes, so it corrects mode weights the sampler got wrong. Costs
+            ``imh_steps`` more draws with weights (network evaluations and Jacobians);
+            needs exact weights (not ``log_det='stochastic'``; a map that folds is warned
+            about and makes it inexact); not with ``return_log_weights``.
 
         Returns
         -------
@@ -570,7 +603,9 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         log_weights : ndarray of shape (n_samples,)
             Only when ``return_log_weights=True``.
         """
-        x, w = self._draw(n_samples, n_steps, random_state, return_log_weights, mcmc_steps)
+        x, w = self._draw(
+            n_samples, n_steps, random_state, return_log_weights, mcmc_steps, imh_steps
+        )
         return self._output(x, w, return_log_weights, return_tensor)
 
     def _diagnosed_steps(self) -> list[int]:
@@ -615,6 +650,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         n_steps=None,
         random_state=None,
         mcmc_steps: int = 0,
+        imh_steps: int = 0,
         var_names=None,
         **options,
     ):
@@ -627,7 +663,8 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         shapes); ``sample_stats`` holds ``lp``, the log-density the sampler targets at each
         draw (in its own coordinates, Jacobians included, up to a constant), and
         ``log_weight``, the importance log-weights, where they are valid (not with
-        ``mcmc_steps``, nor for a map that folds). ArviZ's summaries are unweighted.
+        ``mcmc_steps`` or ``imh_steps``, nor for a map that folds). ArviZ's summaries are
+        unweighted.
 
         Parameters
         ----------
@@ -638,6 +675,8 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             As in :meth:`sample`.
         mcmc_steps : int, default=0
             MALA moves from each draw, as in :meth:`sample`.
+        imh_steps : int, default=0
+            Independent Metropolis–Hastings steps, as in :meth:`sample`.
         var_names : None, list of str or dict, optional
             Variable names for the columns (see ``skcds._arviz.to_inference_data``):
             ``None`` takes the names of a :class:`~skcds.energies.Constrained` energy, else
@@ -652,7 +691,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         """
         from .._arviz import to_inference_data
 
-        weighted = not mcmc_steps
+        weighted = not (mcmc_steps or imh_steps)
         with weight_check() as check:
             z, log_w = self._draw(
                 n_samples,
@@ -660,6 +699,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
                 random_state,
                 weighted,
                 mcmc_steps,
+                imh_steps,
                 model_space=False,
                 **options,
             )

@@ -380,6 +380,7 @@ class ConsistentDistiller(_BaseSampler):
         return_log_weights=False,
         return_tensor=False,
         mcmc_steps: int = 0,
+        imh_steps: int = 0,
         log_det: str = "auto",
     ):
         """Draw samples in ``n_steps`` network evaluations (one by default).
@@ -412,6 +413,15 @@ class ConsistentDistiller(_BaseSampler):
             independent pilot samples, then fixed). Costs ``n_samples * (mcmc_steps + 1)``
             evaluations of ``log rho`` and its gradient, plus 15 360 for tuning; not
             with ``return_log_weights``.
+        imh_steps : int, default=0
+            Independent Metropolis–Hastings steps before any ``mcmc_steps``: each sample is
+            a chain that moves to a fresh draw of this sampler with probability
+            ``min(1, w_new / w)`` of their importance weights. It leaves the target
+            invariant where the weights are exact, and unlike MALA it moves mass between
+            distant modes, so it corrects mode weights the sampler got wrong. Costs
+            ``imh_steps`` more draws with weights (network evaluations and Jacobians);
+            needs exact weights (not ``log_det='stochastic'``; a map that folds is warned
+            about and makes it inexact); not with ``return_log_weights``.
 
         Returns
         -------
@@ -421,6 +431,6 @@ class ConsistentDistiller(_BaseSampler):
         """
         options = {"log_det": log_det}
         x, w = self._draw(
-            n_samples, n_steps, random_state, return_log_weights, mcmc_steps, **options
+            n_samples, n_steps, random_state, return_log_weights, mcmc_steps, imh_steps, **options
         )
         return self._output(x, w, return_log_weights, return_tensor)

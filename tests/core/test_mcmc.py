@@ -41,7 +41,7 @@ def _broken_mala(energy, x, n_steps, *, step_size, generator):
     for _ in range(n_steps):
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
         x = x + 0.5 * step_size**2 * energy._grad_log_prob(x) + step_size * noise
-    return mcmc.MALAResult(x, 1.0, 0)
+    return mcmc.MCMCResult(x, 1.0, 0)
 
 
 @pytest.mark.parametrize("kernel", ["mala", "broken"])
@@ -96,3 +96,62 @@ def test_zero_moves_return_the_input():
     x = exact(10, seed=0)
     result = mcmc.mala(ENERGY, x, 0, step_size=0.5)
     assert torch.equal(result.x, x) and result.n_evaluations == 10
+
+
+# ---------------------------------------------------------------- independent Metropolis–Hastings
+
+
+def _mixture_log_prob(x, w_left):
+    """Log-density of ``w_left N(-4, 1) + (1 - w_left) N(4, 1)`` in 1-D, shape (n,)."""
+    parts = torch.stack([-0.5 * (x[:, 0] + 4) ** 2, -0.5 * (x[:, 0] - 4) ** 2])
+    weights = torch.tensor([w_left, 1 - w_left], dtype=x.dtype)[:, None]
+    return torch.logsumexp(parts + weights.log(), 0) - 0.5 * math.log(2 * math.pi)
+
+
+def _mixture_proposal(n, generator, exact_weights=True):
+    """Draws of the 80/20 mixture and their log-weights against the 50/50 target (or, for
+    the broken twin, weights that ignore the proposal's density)."""
+    left = torch.rand(n, generator=generator, dtype=F64) < 0.8
+    y = (torch.where(left, -4.0, 4.0) + torch.randn(n, generator=generator, dtype=F64))[:, None]
+    log_q = _mixture_log_prob(y, 0.8) if exact_weights else torch.zeros(n, dtype=F64)
+    return y, _mixture_log_prob(y, 0.5) - log_q
+
+
+@pytest.mark.parametrize("exact_weights", [True, False])
+def test_independent_mh_moves_mass_between_modes_and_rejects_a_twin_with_wrong_weights(
+    exact_weights,
+):
+    """The sampler puts 80 % of its mass on the left mode of a 50/50 target, 8 standard
+    deviations from the other: MALA could not move it, independent MH with exact weights
+    balances the modes; with weights that ignore the proposal's density it cannot."""
+    g = torch.Generator().manual_seed(0)
+    n = 20_000
+    x, log_w = _mixture_proposal(n, g, exact_weights)
+    assert float((x[:, 0] > 0).double().mean()) == pytest.approx(0.2, abs=0.01)
+    result = mcmc.independent_mh(
+        x, log_w, lambda: _mixture_proposal(n, g, exact_weights), 20, generator=g
+    )
+    right = float((result.x[:, 0] > 0).double().mean())
+    assert result.n_evaluations == 20 * n
+    if exact_weights:
+        assert right == pytest.approx(0.5, abs=0.02)
+        assert 0.3 < result.acceptance < 0.9
+    else:
+        assert right < 0.3
+
+
+def test_independent_mh_keeps_exact_draws_exact_and_leaves_invalid_states():
+    """Exact proposals (constant weights): always accepted, the law stays the target; a
+    chain at a NaN or -inf weight moves at the first finite proposal."""
+    g = torch.Generator().manual_seed(1)
+    x0 = exact(20_000, seed=2)
+    log_w0 = torch.zeros(20_000, dtype=F64)
+    log_w0[:10] = torch.nan
+    log_w0[10:20] = -torch.inf
+    result = mcmc.independent_mh(
+        x0, log_w0, lambda: (exact(20_000, seed=3), torch.zeros(20_000, dtype=F64)), 1, g
+    )
+    assert max_moment_error(result.x) < 0.05
+    assert not torch.equal(result.x[:20], x0[:20])
+    nothing = mcmc.independent_mh(x0, log_w0, lambda: None, 0, g)
+    assert torch.equal(nothing.x, x0)

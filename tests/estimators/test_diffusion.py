@@ -306,3 +306,16 @@ def test_proper_densities_get_no_improper_warning():
     # filterwarnings=error: any warning would fail these fits
     DiffusionSampler(**TINY, random_state=0).fit(GAUSSIAN)
     DiffusionSampler(**TINY, random_state=0).fit(GaussianMixture.grid())
+
+
+@pytest.mark.parametrize("method", ["sde", "ode"])
+def test_independent_mh_on_path_and_map_weights(fitted, method):
+    """``imh_steps`` with the SDE's path weights (valid on paths, so on their end points) and
+    with the ODE's change-of-variables weights: samples of the right shape, reproducible,
+    and different from the uncorrected draws."""
+    raw = fitted.sample(200, random_state=0, method=method)
+    corrected = fitted.sample(200, random_state=0, method=method, imh_steps=3)
+    assert corrected.shape == raw.shape and np.isfinite(corrected).all()
+    assert not np.array_equal(corrected, raw)
+    again = fitted.sample(200, random_state=0, method=method, imh_steps=3)
+    np.testing.assert_array_equal(corrected, again)

@@ -340,3 +340,10 @@ def test_the_output_clip_follows_the_training_schedule():
     assert float(net.clip_model) == 250.0
     with torch.no_grad():
         assert float(net(torch.tensor(1.0), x).max()) > 100
+
+
+def test_independent_mh_uses_the_one_step_weights_only(student):
+    corrected = student.sample(100, random_state=0, imh_steps=2)
+    assert corrected.shape == (100, student.n_features_in_) and np.isfinite(corrected).all()
+    with pytest.raises(ValueError, match="one-step sampler only"):
+        student.sample(10, n_steps=2, imh_steps=1)

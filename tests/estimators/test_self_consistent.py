@@ -394,9 +394,30 @@ def test_refinement_pulls_a_biased_sampler_to_the_target(untrained_gaussian):
     np.testing.assert_array_equal(refined, again)
 
 
+def test_independent_mh_with_its_own_draws_pulls_a_biased_sampler_to_the_target(
+    untrained_gaussian,
+):
+    raw = untrained_gaussian.sample(4000, random_state=0)
+    corrected = untrained_gaussian.sample(4000, random_state=0, imh_steps=5)
+    assert moment_error(raw) > 0.15
+    assert moment_error(corrected) < 0.08
+    np.testing.assert_array_equal(
+        corrected, untrained_gaussian.sample(4000, random_state=0, imh_steps=5)
+    )
+    both = untrained_gaussian.sample(4000, random_state=0, imh_steps=5, mcmc_steps=5)
+    assert moment_error(both) < 0.08
+
+
+def test_independent_mh_refuses_noisy_weights(untrained_gaussian):
+    with pytest.raises(ValueError, match="imh_steps needs exact log-weights"):
+        untrained_gaussian.sample(10, imh_steps=2, log_det="stochastic")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
+        ({"imh_steps": -2}, "'imh_steps' must be an int >= 0; got -2"),
+        ({"imh_steps": 1, "return_log_weights": True}, "return_log_weights=True needs imh"),
         ({"mcmc_steps": -1}, "'mcmc_steps' must be an int >= 0; got -1"),
         ({"mcmc_steps": 2.5}, "'mcmc_steps' must be an int >= 0; got 2.5"),
         ({"mcmc_steps": 3, "return_log_weights": True}, "return_log_weights=True needs"),
