@@ -104,7 +104,9 @@ def _advice(diagnosis_steps: list, stop_reason: str, still_improving: bool) -> l
         advice.append(
             f"Trustworthy: at {best.n_steps} step(s) the weights are valid and reliable "
             f"(k-hat {best.khat:.2f}, ESS {best.ess:.2f}); importance-weighted estimates and "
-            f"log Z = {best.log_z:.4g} ± {best.stderr:.2g} can be used."
+            f"log Z = {best.log_z:.4g} ± {best.stderr:.2g} can be used, and "
+            f"sample(n, n_steps={best.n_steps}, imh_steps=2) corrects unweighted draws "
+            "with them (independent Metropolis-Hastings)."
         )
     else:
         advice.append(

@@ -19,6 +19,9 @@ def test_demo_writes_plot_and_model_and_prints_metrics(tmp_path, capsys):
     assert "[1 step + 10 MALA moves] Wasserstein-1" in printed
     # weights are printed only where the map does not fold; either way the line is there
     assert "[1 step(s)] ESS" in printed or "[1 step(s)] log Z, ELBO, ESS: not valid" in printed
+    # independent MH only where the one-step weights are valid
+    imh_line = "[1 step + 2 independent MH steps] Wasserstein-1" in printed
+    assert imh_line == ("[1 step(s)] ESS" in printed)
     assert (tmp_path / "samples.png").stat().st_size > 10_000
     sampler = joblib.load(tmp_path / "sampler.joblib")
     assert isinstance(sampler, SelfConsistentSampler) and sampler.n_iter_ == 3
