@@ -33,7 +33,7 @@ class MCMCResult(NamedTuple):
 
     x: Tensor  # (n, d)
     acceptance: float  # mean acceptance rate over moves and chains
-    n_evaluations: int  # evaluations of log rho and its gradient, all chains
+    n_evaluations: int  # evaluations of log rho (and, for MALA, its gradient), all chains
 
 
 def _value_and_score(energy, x: Tensor) -> tuple[Tensor, Tensor]:

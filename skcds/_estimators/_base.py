@@ -482,6 +482,8 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         n_steps = self._sampling_steps(n_steps)
         mcmc_steps = self._check_mcmc_steps(mcmc_steps, log_weights)
         imh_steps = self._check_mcmc_steps(imh_steps, log_weights, "imh_steps")
+        if imh_steps:
+            self._check_exact_weights(options)
         generator = self._sampling_generator(random_state)
         xs, ws = [], []
         with torch.no_grad():
@@ -528,9 +530,8 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             )
         return int(mcmc_steps)
 
-    def _independent_mh(self, x, log_w, n_steps: int, imh_steps: int, generator, **options):
-        """Independent Metropolis–Hastings from the draws ``x``, the sampler's own fresh
-        draws as proposals (exact when its log-weights are; see ``sample``)."""
+    def _check_exact_weights(self, options: dict) -> None:
+        """Independent MH is exact only with exact log-weights: not with SLQ log-dets."""
         through_map = options.get("method", "ode") == "ode"  # not the SDE's path weights
         if through_map and self._log_det_method(options.get("log_det", "auto")) == "stochastic":
             raise ValueError(
@@ -538,6 +539,10 @@ class _BaseSampler(DensityMixin, BaseEstimator):
                 f"above {EXACT_LOG_DET_MAX_DIM} dimensions) gives noisy ones; pass "
                 "log_det='exact' or use method='sde' where the sampler has it."
             )
+
+    def _independent_mh(self, x, log_w, n_steps: int, imh_steps: int, generator, **options):
+        """Independent Metropolis–Hastings from the draws ``x``, the sampler's own fresh
+        draws as proposals (exact when its log-weights are; see ``sample``)."""
 
         def propose():
             with warnings.catch_warnings():  # the first draw already said if the map folds
