@@ -3,8 +3,9 @@ Stan's reference draws (:mod:`skcds.bench._posteriordb`).
 
 Per posterior, method and number of sampling steps: the largest standardised error of a
 posterior mean ``|mean - ref_mean| / ref_sd`` and the range of the sd ratios, of the raw
-samples and of the importance-weighted ones (where the weights are valid), the ESS, PSIS
-k-hat, fit seconds, and network evaluations per sample.
+samples, of the importance-weighted ones and of the draws after ``IMH_STEPS`` steps of
+independent Metropolis–Hastings on those weights (both where the weights are valid), the ESS,
+PSIS k-hat, fit seconds, and network evaluations per sample.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ._posteriordb import POSTERIORS, load_posterior
 __all__ = ["PDB_BUDGETS", "PDB_METHODS", "run_posteriordb"]
 
 PDB_METHODS = ("scds", "dis")
+IMH_STEPS = 2  # sample(n, imh_steps=2): unweighted draws corrected by the valid weights
 _STEPS = {"scds": (1, 2, 4, 8, 32), "dis": (32,)}
 
 
@@ -107,6 +109,13 @@ def evaluate(sampler, reference: np.ndarray, n_steps: int, n_samples: int, seed:
         row.update({f"is_{k}": v for k, v in weighted.items()})
         row["ess"] = estimate_log_normalizer(log_w[finite]).ess
         row["khat"] = pareto_khat(log_w[finite])
+        with weight_check():  # the fold check was made above
+            corrected = sampler.sample(
+                n_samples, n_steps=n_steps, random_state=seed, imh_steps=IMH_STEPS
+            )
+        corrected = np.asarray(corrected, np.float64)
+        corrected = corrected[np.isfinite(corrected).all(1)]
+        row.update({f"imh_{k}": v for k, v in _errors(corrected, ref_mean, ref_sd).items()})
     return row
 
 
@@ -186,6 +195,9 @@ _COLUMNS = [
     ("is_max_z", "{:.3f}"),
     ("is_sd_ratio_min", "{:.2f}"),
     ("is_sd_ratio_max", "{:.2f}"),
+    ("imh_max_z", "{:.3f}"),
+    ("imh_sd_ratio_min", "{:.2f}"),
+    ("imh_sd_ratio_max", "{:.2f}"),
     ("ess", "{:.3f}"),
     ("khat", "{:.2f}"),
 ]

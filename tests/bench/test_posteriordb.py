@@ -233,7 +233,7 @@ def test_the_posteriordb_mode_writes_a_table(tmp_path):
 
     (row,) = json.loads((tmp_path / "posteriordb" / "results.json").read_text())
     assert row["posterior"] == "kidiq" and row["preconditioning"] == "laplace"
-    assert {"raw_max_z", "is_max_z", "ess", "khat", "fit_seconds"} <= set(row)
+    assert {"raw_max_z", "is_max_z", "imh_max_z", "ess", "khat", "fit_seconds"} <= set(row)
     assert "| kidiq | dis | laplace |" in (tmp_path / "posteriordb" / "table.md").read_text()
 
 
