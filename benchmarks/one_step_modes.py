@@ -1,0 +1,68 @@
+"""Where a saved one-step sampler puts the mass of each double well (issue 15), and which jump
+of a k-step sampler folds.
+
+    python benchmarks/one_step_modes.py wells MODEL.joblib mw52 [k ...]
+    python benchmarks/one_step_modes.py folds MODEL.joblib k
+
+``wells``: per double-well coordinate, the fraction of 6000 draws above zero (0.5 for the
+target), and the sd and centre of the positive mode over the target's. ``folds``: per jump of
+the k-step sampler on 2000 prior draws, the fraction of negative Jacobian determinants and of
+a negative smallest eigenvalue of ``(J + J^T) / 2``, with their medians.
+"""
+
+import sys
+import warnings
+
+import joblib
+import one_step_study
+import torch
+
+import __main__
+from skcds._core.consistency import sampler_jump
+from skcds.bench import TARGETS
+
+__main__._Monitor = one_step_study._Monitor  # the study's callback, pickled with its models
+
+
+def wells(model, target: str, steps) -> None:
+    energy = TARGETS[target].build(None)
+    exact = energy.sample(6000, generator=torch.Generator().manual_seed(2)).numpy()
+    for k in steps:
+        x = model.sample(6000, n_steps=k, random_state=1)
+        cols = range(energy.n_double_wells)
+        frac = [(x[:, j] > 0).mean() for j in cols]
+        width = [x[x[:, j] > 0, j].std() / exact[exact[:, j] > 0, j].std() for j in cols]
+        centre = [x[x[:, j] > 0, j].mean() / exact[exact[:, j] > 0, j].mean() for j in cols]
+        print(
+            f"k={k} mass above 0: {' '.join(f'{f:.2f}' for f in frac)} | positive mode's sd "
+            f"ratio: {' '.join(f'{f:.2f}' for f in width)} | its centre ratio: "
+            f"{' '.join(f'{f:.2f}' for f in centre)}"
+        )
+
+
+def folds(model, k: int) -> None:
+    g = torch.Generator().manual_seed(5)
+    dim, dtype = model.n_features_in_, torch.float32
+    x0 = model.reference_.prior_sample(2000, dim, generator=g, dtype=dtype, device="cpu")
+    length = model._grid(k)[1] - model._grid(k)[0]
+    for j in range(k):
+        _, jac = sampler_jump(model.control_, model.reference_, model.energy_, x0, length, j)
+        jac = jac.detach()
+        det = torch.linalg.det(jac)
+        lam = torch.linalg.eigvalsh(0.5 * (jac + jac.transpose(-1, -2)))[:, 0]
+        print(
+            f"jump {j}: det < 0 {(det < 0).float().mean():.3f}, smallest eigenvalue < 0 "
+            f"{(lam < 0).float().mean():.3f}, its median {lam.median():.3f}, median det "
+            f"{det.median():.3g}"
+        )
+
+
+if __name__ == "__main__":
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+    command, path, *rest = sys.argv[1:]
+    sampler = joblib.load(path)
+    if command == "wells":
+        wells(sampler, rest[0], [int(k) for k in rest[1:]] or [1])
+    else:
+        folds(sampler, int(rest[0]))
