@@ -202,11 +202,14 @@ def test_to_inference_data_names_the_parameters():
     assert set(az.summary(idata).index) >= {"mu", "sigma", "rate[0]", "rate[1]"}
 
 
-def test_mcmc_refined_draws_reach_arviz_without_weights():
+@pytest.mark.parametrize("refinement", [{"mcmc_steps": 2}, {"imh_steps": 2}])
+def test_mcmc_refined_draws_reach_arviz_without_weights(refinement):
     pytest.importorskip("arviz")
     sampler = DiffusionSampler(**TINY, random_state=0).fit(CONSTRAINED)
-    idata = sampler.to_inference_data(100, mcmc_steps=2, random_state=0)
+    idata = sampler.to_inference_data(100, random_state=0, **refinement)
     assert "log_weight" not in idata.sample_stats and "lp" in idata.sample_stats
+    plain = sampler.to_inference_data(100, random_state=0).posterior["sigma"].values
+    assert not np.array_equal(idata.posterior["sigma"].values, plain)
 
 
 def test_the_distiller_works_in_its_teachers_coordinates():
