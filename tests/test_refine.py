@@ -71,6 +71,8 @@ def test_refine_names_bad_arguments(args, kwargs, match):
 def test_refine_rejects_a_non_energy_and_starts_of_zero_density():
     with pytest.raises(TypeError, match=r"skcds.refine expects an skcds.energies.Energy"):
         refine(np.zeros((4, 2)), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match=r"^skcds.refine needs an energy: pass an skcds"):
+        refine(None, np.zeros((4, 2)))
     boxed = from_log_prob(lambda x: torch.where(x.abs().max(-1).values < 1, 0.0, -torch.inf), 2)
     with pytest.raises(ValueError, match=r"not finite at 1 row\(s\) of 'X' \(first: row 0\)"):
         refine(boxed, np.array([[2.0, 0.0], [0.0, 0.0]]))

@@ -79,11 +79,14 @@ def validate_params(estimator, table: dict) -> None:
 def check_energy(energy, owner: str, call: str | None = None) -> Energy:
     """An :class:`Energy` whose ``log_prob`` passes a probe batch, or a clear error.
     ``call``: the function named in the messages (default ``{owner}.fit``)."""
-    call = call or f"{owner}.fit"
     if energy is None:
-        raise ValueError(
-            f"{call} needs an energy: call fit(energy) or pass energy= to the constructor."
+        how = (
+            "call fit(energy) or pass energy= to the constructor"
+            if call is None
+            else ("pass an skcds.energies.Energy")
         )
+        raise ValueError(f"{call or f'{owner}.fit'} needs an energy: {how}.")
+    call = call or f"{owner}.fit"
     if isinstance(energy, (np.ndarray, torch.Tensor, list, tuple)):
         raise TypeError(
             f"{call} expects an skcds.energies.Energy as 'energy'; got an array-like "
