@@ -79,14 +79,12 @@ def validate_params(estimator, table: dict) -> None:
 def check_energy(energy, owner: str, call: str | None = None) -> Energy:
     """An :class:`Energy` whose ``log_prob`` passes a probe batch, or a clear error.
     ``call``: the function named in the messages (default ``{owner}.fit``)."""
+    if call is None:
+        call, how = f"{owner}.fit", "call fit(energy) or pass energy= to the constructor"
+    else:
+        how = "pass an skcds.energies.Energy"
     if energy is None:
-        how = (
-            "call fit(energy) or pass energy= to the constructor"
-            if call is None
-            else ("pass an skcds.energies.Energy")
-        )
-        raise ValueError(f"{call or f'{owner}.fit'} needs an energy: {how}.")
-    call = call or f"{owner}.fit"
+        raise ValueError(f"{call} needs an energy: {how}.")
     if isinstance(energy, (np.ndarray, torch.Tensor, list, tuple)):
         raise TypeError(
             f"{call} expects an skcds.energies.Energy as 'energy'; got an array-like "
