@@ -91,7 +91,10 @@ print(az.summary(idata, var_names=["mu", "tau", "theta"], kind="stats"))
 # for Stan's reference draws of posteriordb). The weights are valid (:math:`\hat k` 0.64),
 # and the importance-weighted means correct most of it (measured: 4.48 and 3.66). Where
 # the weights are poor, ``sampler.sample(n, mcmc_steps=m)`` corrects the draws by MALA
-# moves instead.
+# moves instead. Where they are valid, ``sampler.to_inference_data(n, imh_steps=2)`` hands
+# ArviZ, which does not weight, draws already corrected by them (independent
+# Metropolis-Hastings; on posteriordb's eight schools it took the one-step draws' largest
+# mean error from 0.33 to 0.12 reference standard deviations, see the benchmark page).
 log_w = idata.sample_stats["log_weight"].values.ravel()
 w = np.exp(log_w - log_w.max())
 w /= w.sum()
