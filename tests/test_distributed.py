@@ -32,6 +32,7 @@ def _summary(sampler) -> dict:
         "x": x,
         "log_w": log_w,
         "log_z": sampler.estimate_log_normalizer(64, random_state=2).log_z,
+        "imh": sampler.sample(64, random_state=3, imh_steps=2),  # proposals are draws too
     }
 
 
@@ -80,6 +81,7 @@ def test_two_processes_with_half_batches_equal_one_process(two_process_dis):
         np.testing.assert_allclose(result["x"], single["x"], rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(result["log_w"], single["log_w"], rtol=1e-9, atol=1e-12)
         assert result["log_z"] == pytest.approx(single["log_z"], rel=1e-9, abs=1e-12)
+        np.testing.assert_allclose(result["imh"], single["imh"], rtol=1e-9, atol=1e-12)
 
 
 def test_a_checkpoint_of_a_two_process_run_loads_in_one_process(two_process_dis):
