@@ -8,7 +8,6 @@ beat. Both run :func:`skcds._core.mcmc.refine`.
 from __future__ import annotations
 
 import copy
-import numbers
 
 import numpy as np
 import torch
@@ -97,8 +96,7 @@ def refine(
     ((2000, 2), 117360)
     """
     energy = v.check_energy(energy, "refine", call="skcds.refine")
-    if not v.Constraint(numbers.Integral, lambda m: m >= 0, "").accepts(mcmc_steps):
-        raise ValueError(f"'mcmc_steps' must be an int >= 0; got {mcmc_steps!r}.")
+    mcmc_steps = v.check_moves(mcmc_steps, "mcmc_steps")
     is_numpy = isinstance(X, np.ndarray)
     x = _check_rows(X, "X", energy.dim)
     generator = v.make_generator(random_state, x.device)
@@ -117,7 +115,7 @@ def refine(
             f"{int(stuck.nonzero()[0])}): MALA cannot move a chain from a point of zero or "
             "undefined density."
         )
-    moved, tuning = mcmc.refine(target, x, int(mcmc_steps), start, generator)
+    moved, tuning = mcmc.refine(target, x, mcmc_steps, start, generator)
     out = moved.x.detach().clone()  # never a view of the caller's array
     out = out.numpy() if is_numpy else out
     if not return_info:

@@ -83,6 +83,36 @@ class _DeferredInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
+# the refinement options of every sampler's ``sample``, documented once
+_REFINEMENT_PARAMETERS = """\
+        mcmc_steps : int, default=0
+            Metropolis-adjusted Langevin moves on the energy from each sample, which make
+            sampling asymptotically exact whatever the sampler's quality (each move leaves the
+            target invariant; its step and per-coordinate scale are tuned beforehand on 256
+            independent pilot samples, then fixed). Costs ``n_samples * (mcmc_steps + 1)``
+            evaluations of ``log rho`` and its gradient, plus 15 360 for tuning; not
+            with ``return_log_weights``.
+        imh_steps : int, default=0
+            Independent Metropolis–Hastings steps before any ``mcmc_steps``: each sample is
+            a chain that moves to a fresh draw of this sampler with probability
+            ``min(1, w_new / w)`` of their importance weights. It leaves the target
+            invariant where the weights are exact, and unlike MALA it moves mass between
+            distant modes, so it corrects mode weights the sampler got wrong. Costs
+            ``imh_steps`` more draws with weights (network evaluations and Jacobians);
+            needs exact weights (not ``log_det='stochastic'``; a map that folds is warned
+            about and makes it inexact); not with ``return_log_weights``.
+"""
+
+
+def refinement_doc(method):
+    """Write the shared ``mcmc_steps`` and ``imh_steps`` entries into ``method``'s docstring,
+    where it says ``{refinement_parameters}``."""
+    if method.__doc__:  # None under python -OO
+        marker = "        {refinement_parameters}\n"
+        method.__doc__ = method.__doc__.replace(marker, _REFINEMENT_PARAMETERS)
+    return method
+
+
 def check_saved_version(owner: str, version: str | None) -> None:
     """Refuse a pickle written by another minor version of skcds (or by none)."""
     if not is_compatible(version):
@@ -486,10 +516,10 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             self._check_exact_weights(options)
         generator = self._sampling_generator(random_state)
         xs, ws = [], []
+        weighted = log_weights or bool(imh_steps)  # independent MH needs the weights
         with torch.no_grad():
             for begin in range(0, n, _SAMPLE_CHUNK):
                 size = min(_SAMPLE_CHUNK, n - begin)
-                weighted = log_weights or bool(imh_steps)
                 x, w = self._sharded_chunk(size, n_steps, generator, weighted, **options)
                 if imh_steps:
                     x = self._independent_mh(x, w, n_steps, imh_steps, generator, **options)
@@ -520,15 +550,14 @@ class _BaseSampler(DensityMixin, BaseEstimator):
 
     @staticmethod
     def _check_mcmc_steps(mcmc_steps, log_weights: bool, name: str = "mcmc_steps") -> int:
-        if not v.Constraint(numbers.Integral, lambda m: m >= 0, "").accepts(mcmc_steps):
-            raise ValueError(f"'{name}' must be an int >= 0; got {mcmc_steps!r}.")
+        mcmc_steps = v.check_moves(mcmc_steps, name)
         if mcmc_steps and log_weights:
             raise ValueError(
                 f"return_log_weights=True needs {name}=0: the weights are those of the "
                 "sampler's own map or path; MCMC-refined samples have no tractable density "
                 "(they need none: refinement targets the energy itself)."
             )
-        return int(mcmc_steps)
+        return mcmc_steps
 
     def _check_exact_weights(self, options: dict) -> None:
         """Independent MH is exact only with exact log-weights: not with SLQ log-dets."""
@@ -559,6 +588,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         moved, _ = mcmc.refine(energy, x, mcmc_steps, pilot, generator)
         return moved.x.detach()
 
+    @refinement_doc
     def sample(
         self,
         n_samples: int = 1,
@@ -585,22 +615,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             Also return the importance log-weights ``log rho(x) - log q(x)``.
         return_tensor : bool, default=False
             Return torch tensors on the model's device instead of numpy arrays.
-        mcmc_steps : int, default=0
-            Metropolis-adjusted Langevin moves on the energy from each sample, which make
-            sampling asymptotically exact whatever the sampler's quality (each move leaves the
-            target invariant; its step and per-coordinate scale are tuned beforehand on 256
-            independent pilot samples, then fixed). Costs ``n_samples * (mcmc_steps + 1)``
-            evaluations of ``log rho`` and its gradient, plus 15 360 for tuning; not
-            with ``return_log_weights``.
-        imh_steps : int, default=0
-            Independent Metropolis–Hastings steps before any ``mcmc_steps``: each sample is
-            a chain that moves to a fresh draw of this sampler with probability
-            ``min(1, w_new / w)`` of their importance weights. It leaves the target
-            invariant where the weights are exact, and unlike MALA it moves mass between
-            distant modes, so it corrects mode weights the sampler got wrong. Costs
-            ``imh_steps`` more draws with weights (network evaluations and Jacobians);
-            needs exact weights (not ``log_det='stochastic'``; a map that folds is warned
-            about and makes it inexact); not with ``return_log_weights``.
+        {refinement_parameters}
 
         Returns
         -------

@@ -17,7 +17,7 @@ from .._core.rollout import (
     training_log_rnd,
 )
 from . import _validation as v
-from ._base import _BaseSampler
+from ._base import _BaseSampler, refinement_doc
 
 
 class DiffusionSampler(_BaseSampler):
@@ -334,6 +334,7 @@ class DiffusionSampler(_BaseSampler):
         roll = euler_maruyama(*args, step=step, record=False, generator=generator)
         return roll.x, roll.log_weights if log_weights else None
 
+    @refinement_doc
     def sample(
         self,
         n_samples: int = 1,
@@ -375,22 +376,7 @@ class DiffusionSampler(_BaseSampler):
             Jacobians; a warning if the map provably folds), ``'stochastic'`` (stochastic
             Lanczos quadrature from Jacobian-vector products: noisy, so ``exp`` of the weights
             is biased; no fold check) or ``'auto'`` (exact up to 256 dimensions).
-        mcmc_steps : int, default=0
-            Metropolis-adjusted Langevin moves on the energy from each sample, which make
-            sampling asymptotically exact whatever the sampler's quality (each move leaves the
-            target invariant; its step and per-coordinate scale are tuned beforehand on 256
-            independent pilot samples, then fixed). Costs ``n_samples * (mcmc_steps + 1)``
-            evaluations of ``log rho`` and its gradient, plus 15 360 for tuning; not
-            with ``return_log_weights``.
-        imh_steps : int, default=0
-            Independent Metropolis–Hastings steps before any ``mcmc_steps``: each sample is
-            a chain that moves to a fresh draw of this sampler with probability
-            ``min(1, w_new / w)`` of their importance weights. It leaves the target
-            invariant where the weights are exact, and unlike MALA it moves mass between
-            distant modes, so it corrects mode weights the sampler got wrong. Costs
-            ``imh_steps`` more draws with weights (network evaluations and Jacobians);
-            needs exact weights (not ``log_det='stochastic'``; a map that folds is warned
-            about and makes it inexact); not with ``return_log_weights``.
+        {refinement_parameters}
 
         Returns
         -------

@@ -21,6 +21,7 @@ from .._core.networks import ControlNet
 from .._core.reference import FLOW_REFERENCES
 from .._core.training import EMA
 from . import _validation as v
+from ._base import refinement_doc
 from ._diffusion import DiffusionSampler
 
 
@@ -411,6 +412,7 @@ class SelfConsistentSampler(DiffusionSampler):
     def _sample_chunk(self, n, n_steps, generator, log_weights, method="ode", log_det="auto"):
         return super()._sample_chunk(n, n_steps, generator, log_weights, method, log_det)
 
+    @refinement_doc
     def sample(
         self,
         n_samples: int = 1,
@@ -452,22 +454,7 @@ class SelfConsistentSampler(DiffusionSampler):
             with a warning if the map provably folds), ``'stochastic'`` (stochastic Lanczos
             quadrature; noisy, so ``exp`` of the weights is biased; no fold check) or
             ``'auto'`` (exact up to 256 dimensions). See the user guide.
-        mcmc_steps : int, default=0
-            Metropolis-adjusted Langevin moves on the energy from each sample, which make
-            sampling asymptotically exact whatever the sampler's quality (each move leaves the
-            target invariant; its step and per-coordinate scale are tuned beforehand on 256
-            independent pilot samples, then fixed). Costs ``n_samples * (mcmc_steps + 1)``
-            evaluations of ``log rho`` and its gradient, plus 15 360 for tuning; not
-            with ``return_log_weights``.
-        imh_steps : int, default=0
-            Independent Metropolis–Hastings steps before any ``mcmc_steps``: each sample is
-            a chain that moves to a fresh draw of this sampler with probability
-            ``min(1, w_new / w)`` of their importance weights. It leaves the target
-            invariant where the weights are exact, and unlike MALA it moves mass between
-            distant modes, so it corrects mode weights the sampler got wrong. Costs
-            ``imh_steps`` more draws with weights (network evaluations and Jacobians);
-            needs exact weights (not ``log_det='stochastic'``; a map that folds is warned
-            about and makes it inexact); not with ``return_log_weights``.
+        {refinement_parameters}
 
         Returns
         -------

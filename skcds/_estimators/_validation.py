@@ -58,6 +58,13 @@ def positive_float(description="a float > 0"):
     return Constraint(numbers.Real, lambda v: v > 0 and np.isfinite(v), description)
 
 
+def check_moves(value, name: str) -> int:
+    """A number of MCMC moves or steps (``mcmc_steps``, ``imh_steps``): an int >= 0."""
+    if not Constraint(numbers.Integral, lambda m: m >= 0, "").accepts(value):
+        raise ValueError(f"'{name}' must be an int >= 0; got {value!r}.")
+    return int(value)
+
+
 def optional(constraint: Constraint) -> Constraint:
     """``None`` or a value that ``constraint`` accepts."""
     return Constraint(
