@@ -420,17 +420,22 @@ def _refined_row(x, exact, floor, m, seconds, start) -> dict:
     }
 
 
-def refine(args) -> None:
-    """One-step samples of a saved sampler followed by m MALA moves (W1, sd ratios, cost),
-    beside the same moves from the sampler's prior N(0, I) (tuned alike, on prior draws): the
-    baseline that tells whether the trained sampler is worth it."""
+def _saved_model(args):
+    """The saved sampler of ``--save`` (a CDDS run's student), the 6000 exact draws of the
+    study (seed 2) and the expected W1 floor, on one thread."""
     torch.set_num_threads(1)
     energy = TARGETS[args.target].build(None)
     model = joblib.load(args.save)
     sampler = model["student"] if isinstance(model, dict) else model
-    g = torch.Generator().manual_seed(2)
-    exact = energy.sample(N_EVAL, generator=g).numpy()
-    floor, _ = expected_floor(energy, N_EVAL)
+    exact = energy.sample(N_EVAL, generator=torch.Generator().manual_seed(2)).numpy()
+    return sampler, exact, expected_floor(energy, N_EVAL)[0]
+
+
+def refine(args) -> None:
+    """One-step samples of a saved sampler followed by m MALA moves (W1, sd ratios, cost),
+    beside the same moves from the sampler's prior N(0, I) (tuned alike, on prior draws): the
+    baseline that tells whether the trained sampler is worth it."""
+    sampler, exact, floor = _saved_model(args)
     rows = []
     for m in MALA_MOVES:
         begin = time.perf_counter()
@@ -454,12 +459,7 @@ def imh(args) -> None:
     """One-step samples of a saved sampler after m independent Metropolis-Hastings steps
     with its own weighted one-step draws as proposals (``sample(n, imh_steps=m)``): W1 over
     the expected floor (mean and range over 3 sets), sd ratios, seconds."""
-    torch.set_num_threads(1)
-    energy = TARGETS[args.target].build(None)
-    model = joblib.load(args.save)
-    sampler = model["student"] if isinstance(model, dict) else model
-    exact = energy.sample(N_EVAL, generator=torch.Generator().manual_seed(2)).numpy()
-    floor, _ = expected_floor(energy, N_EVAL)
+    sampler, exact, floor = _saved_model(args)
     rows = []
     for m in [int(m) for m in args.imh_steps.split(",")]:
         ratios, sds, seconds = [], [], 0.0
