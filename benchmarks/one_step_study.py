@@ -70,6 +70,9 @@ VARIANTS = {  # results of the replaced det-sign hinge are kept as "*dethinge*"
     "default_grid16": {"n_steps": 16},
     "default_lv": {"_one_step_log_variance": True},
     "default_damped": {"_damp_long_jumps": True},
+    "default_kl03": {"kl_weight": 0.3},
+    "default_longjumps": {"_favour_long_jumps": True},
+    "default_volume": {"_volume_weight": 1.0},
 }
 
 

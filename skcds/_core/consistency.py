@@ -37,19 +37,28 @@ __all__ = [
     "sampler_jump",
     "sampler_jump_jacobian",
     "self_consistency_loss",
+    "volume_consistency",
 ]
 
 
-def sample_jumps(n_steps: int, batch: int, *, generator, device) -> tuple[Tensor, Tensor]:
+def sample_jumps(
+    n_steps: int, batch: int, *, generator, device, favour_long: bool = False
+) -> tuple[Tensor, Tensor]:
     """Start indices and lengths (in grid steps) of ``batch`` jumps on an ``n_steps`` grid.
 
-    The length is ``2**j`` with ``j`` uniform on ``1..log2(n_steps)``; the start is
-    ``k * length`` with ``k`` uniform on ``0..n_steps / length - 1``.
+    The length is ``2**j`` with ``j`` uniform on ``1..log2(n_steps)`` (``favour_long``: with
+    probability proportional to ``j``, so the longest jumps, those of the 1- and 2-step
+    samplers, are drawn most often); the start is ``k * length`` with ``k`` uniform on
+    ``0..n_steps / length - 1``.
     """
     levels = int(math.log2(n_steps))
 
     def draw(m: int) -> Tensor:  # data-parallel: the global batch's draw, this rank's rows
-        lengths = torch.randint(1, levels + 1, (m,), generator=generator, device=device)
+        if favour_long:
+            odds = torch.arange(1, levels + 1, device=device, dtype=torch.float64)
+            lengths = 1 + torch.multinomial(odds, m, replacement=True, generator=generator)
+        else:
+            lengths = torch.randint(1, levels + 1, (m,), generator=generator, device=device)
         u = torch.rand(m, generator=generator, device=device, dtype=torch.float64)
         return torch.stack([lengths.double(), u])
 
@@ -239,6 +248,36 @@ def sampler_jump_jacobian(control, process, energy, x0: Tensor, length, index: i
     """The Jacobians of :func:`sampler_jump` alone (its end points are not computed)."""
     t, x, score = _jump_start(control, process, energy, x0, length, index, score)
     return step_jacobian(control, process, energy, t, length, x, length, score=score)
+
+
+def volume_consistency(control, process, energy, x0: Tensor, length, teacher=None, score0=None):
+    """Squared gap between the log-volume change of one jump of ``2 * length`` from
+    ``t = 0`` and that of two jumps of ``length`` (OSDS's volume consistency, with exact
+    log-determinants): ``mean((log|det J_2l| - log|det J_l,0| - log|det J_l,1|)^2)``.
+
+    The two half jumps are taken by ``teacher`` (default ``control``) under stop-gradient,
+    as the self-consistency target is; the second half needs the target's Hessian. Zero when
+    Euler jumps of any length are the exact flow; the self-consistency loss makes the end
+    points agree, this term their densities. ``score0``: the target score at ``x0``.
+
+    Returns
+    -------
+    Tensor
+        Mean over the rows whose three log-determinants are finite; differentiable in the
+        long jump only.
+    """
+    teacher = control if teacher is None else teacher
+    with torch.no_grad():
+        halves = [
+            torch.linalg.slogdet(
+                sampler_jump_jacobian(teacher, process, energy, x0, length, index, score0)
+            )[1]
+            for index in (0, 1)
+        ]
+    _, jac = first_jump(control, process, energy, x0, 2 * length, score0)
+    gap = torch.linalg.slogdet(jac)[1] - halves[0] - halves[1]
+    keep = torch.isfinite(gap)
+    return _masked_mean(torch.where(keep, gap, torch.zeros_like(gap)).square(), keep)[0]
 
 
 def monotonicity_penalty(jac: Tensor, margin: float = 0.01):

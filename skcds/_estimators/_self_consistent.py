@@ -16,6 +16,7 @@ from .._core.consistency import (
     sampler_jump,
     sampler_jump_jacobian,
     self_consistency_loss,
+    volume_consistency,
 )
 from .._core.networks import ControlNet
 from .._core.reference import FLOW_REFERENCES
@@ -207,6 +208,10 @@ class SelfConsistentSampler(DiffusionSampler):
     _one_step_log_variance = False
     # study switch: a jump of any length adds one grid step's worth of the Langevin term
     _damp_long_jumps = False
+    # study switches: jump lengths of the self-consistency loss drawn in proportion to their
+    # level (long jumps most often), and the weight of OSDS's volume consistency
+    _favour_long_jumps = False
+    _volume_weight = 0.0
 
     def __init__(
         self,
@@ -308,7 +313,11 @@ class SelfConsistentSampler(DiffusionSampler):
         """The jump losses of one iteration: ``(weighted sum, {history column: term})``,
         every term divided by the dimension."""
         starts, lengths = sample_jumps(
-            self.n_steps, self._local_batch, generator=self._generator, device=self.device_
+            self.n_steps,
+            self._local_batch,
+            generator=self._generator,
+            device=self.device_,
+            favour_long=self._favour_long_jumps,
         )
         args = (self.control_, self.reference_, self._dynamics_energy, self._grid(self.n_steps))
         xs, scores = roll.xs.detach(), roll.scores.detach()
@@ -328,6 +337,8 @@ class SelfConsistentSampler(DiffusionSampler):
             terms["flow_map_loss"] = (self.flow_map_weight, flow_map)
         if self.fold_weight or self._kl_weight:
             terms.update(self._one_step_terms(args, x0, score0, xs[-1]))
+        if self._volume_weight:
+            terms["volume_consistency"] = (self._volume_weight, self._volume_term(args, x0, score0))
         dim = self.n_features_in_
         total = sum(weight * term for weight, term in terms.values()) / dim
         return total, {name: term / dim for name, (_, term) in terms.items()}
@@ -371,6 +382,15 @@ class SelfConsistentSampler(DiffusionSampler):
                     penalty = penalty + monotonicity_penalty(jac_last)[0]
             terms["fold_penalty"] = (self.fold_weight, penalty)
         return terms
+
+    def _volume_term(self, args, x0, score0):
+        """Volume consistency of a jump of ``2 T / k`` from t = 0 against two of ``T / k``,
+        ``k = 2, 4, ..., N`` drawn in turn (``k = 2``: the 1-step map against the 2-step one)."""
+        control, process, energy, times = args
+        levels = self.n_steps.bit_length() - 1
+        k = 2 ** int(torch.randint(1, levels + 1, (), generator=self._generator, device=self.device_))
+        teacher = self._teacher_control
+        return volume_consistency(control, process, energy, x0, times[-1] / k, teacher, score0)
 
     def _sde_match(self, x1, sde_ends):
         """d x squared sliced W2 between one-step samples and the SDE's endpoints (study)."""

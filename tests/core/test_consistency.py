@@ -476,3 +476,53 @@ def test_sampler_jump_jacobian_is_the_jacobian_of_that_jump(index):
     if index == 0:
         torch.testing.assert_close(jac, first_jump(net, VP, energy, x0, length)[1])
     assert jac.requires_grad and end.requires_grad  # differentiable in the parameters
+
+
+class LinearInTimeControl(_AnalyticControl):
+    """Flow velocity ``v = a x / (1 + a t)``, whose trajectories ``x0 (1 + a t)`` are straight
+    lines: Euler jumps of any length are the exact flow, and the volume changes (``det J`` of
+    a jump from 0 to ``t`` is ``(1 + a t)^d``)."""
+
+    def __init__(self, a: float) -> None:
+        self.a = torch.nn.Parameter(torch.tensor(a, dtype=F64))
+
+    def control(self, features, x, score):
+        v = self.a * x / (1 + self.a * features.lerp_weight)  # lerp_weight = t / T, T = 1
+        sigma = features.sigma
+        return (2 * v - sigma**2 * x) / sigma
+
+
+@pytest.mark.parametrize("length", [0.5, 0.125])
+def test_volume_consistency_is_zero_for_an_exact_flow_and_the_euler_gap_otherwise(length):
+    """Zero where one long jump is two short ones (straight trajectories, volume changing);
+    for ``v = c x`` it is ``(d [log(1 + 2 h c) - 2 log(1 + h c)])^2``, and only the long jump
+    carries a gradient."""
+    from skcds._core.consistency import volume_consistency
+
+    energy = GaussianMixture.grid().double()
+    x0 = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    h = torch.tensor(length, dtype=F64)
+    exact = volume_consistency(LinearInTimeControl(1.5), VP, energy, x0, h)
+    assert float(exact.detach()) == pytest.approx(0.0, abs=1e-20)
+    control = ScalingControl(0.8)
+    value = volume_consistency(control, VP, energy, x0, h)
+    gap = 2 * (math.log(1 + 2 * length * 0.8) - 2 * math.log(1 + length * 0.8))
+    assert float(value.detach()) == pytest.approx(gap**2, rel=1e-10)
+    teacher = ScalingControl(0.8)
+    value = volume_consistency(control, VP, energy, x0, h, teacher=teacher)
+    value.backward()
+    assert control.c.grad is not None and float(control.c.grad) != 0.0
+    assert teacher.c.grad is None
+
+
+def test_favour_long_draws_levels_in_proportion_to_their_index():
+    g = torch.Generator().manual_seed(0)
+    n_steps, n = 32, 60_000
+    starts, lengths = sample_jumps(n_steps, n, generator=g, device=CPU, favour_long=True)
+    assert bool((starts % lengths == 0).all() and (starts + lengths <= n_steps).all())
+    counts = torch.bincount(lengths.log2().long(), minlength=6)[1:].double() / n
+    expected = torch.arange(1, 6, dtype=F64) / 15
+    torch.testing.assert_close(counts, expected, atol=0.01, rtol=0)
+    plain = sample_jumps(n_steps, n, generator=torch.Generator().manual_seed(0), device=CPU)
+    counts = torch.bincount(plain[1].log2().long(), minlength=6)[1:].double() / n
+    torch.testing.assert_close(counts, torch.full((5,), 0.2, dtype=F64), atol=0.01, rtol=0)

@@ -458,6 +458,7 @@ def test_models_saved_before_the_levers_existed_keep_the_papers_algorithm(tmp_pa
         ({"_kl_last_jump": True}, "last_jump_kl"),
         ({"_kl_last_jump": True, "_penalise_last_jump": True}, "last_jump_kl"),
         ({"_sde_match_weight": 0.3}, "sde_match"),
+        ({"_volume_weight": 1.0}, "volume_consistency"),
     ],
 )
 def test_study_switches_add_their_term_and_leave_the_default_alone(switches, column):
@@ -472,6 +473,20 @@ def test_study_switches_add_their_term_and_leave_the_default_alone(switches, col
     switched.fit(energy)
     assert all(math.isfinite(r[column]) for r in switched.history_)
     assert column not in plain.history_[0]
+
+
+def test_favour_long_jumps_switch_changes_the_jumps_trained():
+    """``_favour_long_jumps`` (study switch): the self-consistency loss sees other jumps (its
+    first value differs), and a plain fit is unchanged by the switch's existence."""
+    params = {"n_steps": 8, "max_iter": 2, "batch_size": 16, "random_state": 3}
+    energy = GaussianMixture.grid()
+    plain = SelfConsistentSampler(**params).fit(energy)
+    again = SelfConsistentSampler(**params).fit(energy)
+    switched = SelfConsistentSampler(**params)
+    switched._favour_long_jumps = True
+    switched.fit(energy)
+    first = [s.history_[0]["consistency_loss"] for s in (plain, again, switched)]
+    assert first[0] == first[1] != first[2]
 
 
 def test_log_variance_switch_replaces_the_one_step_kl():
