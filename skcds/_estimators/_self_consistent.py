@@ -364,10 +364,7 @@ class SelfConsistentSampler(DiffusionSampler):
         if self._sde_match_weight:
             terms["sde_match"] = (self._sde_match_weight, self._sde_match(x1, sde_ends))
         if self.fold_weight:
-            levels = self.n_steps.bit_length() - 1
-            k = 2 ** int(
-                torch.randint(1, levels + 1, (), generator=self._generator, device=self.device_)
-            )
+            k = self._random_sampler_steps()
             index = 0
             if self._penalise_later_jumps:
                 index = int(torch.randint(0, k, (), generator=self._generator, device=self.device_))
@@ -383,12 +380,17 @@ class SelfConsistentSampler(DiffusionSampler):
             terms["fold_penalty"] = (self.fold_weight, penalty)
         return terms
 
+    def _random_sampler_steps(self) -> int:
+        """A number of sampling steps ``k = 2, 4, ..., N``, uniform over the levels."""
+        levels = self.n_steps.bit_length() - 1
+        level = torch.randint(1, levels + 1, (), generator=self._generator, device=self.device_)
+        return 2 ** int(level)
+
     def _volume_term(self, args, x0, score0):
         """Volume consistency of a jump of ``2 T / k`` from t = 0 against two of ``T / k``,
         ``k = 2, 4, ..., N`` drawn in turn (``k = 2``: the 1-step map against the 2-step one)."""
         control, process, energy, times = args
-        levels = self.n_steps.bit_length() - 1
-        k = 2 ** int(torch.randint(1, levels + 1, (), generator=self._generator, device=self.device_))
+        k = self._random_sampler_steps()
         teacher = self._teacher_control
         return volume_consistency(control, process, energy, x0, times[-1] / k, teacher, score0)
 
