@@ -212,6 +212,9 @@ class SelfConsistentSampler(DiffusionSampler):
     # level (long jumps most often), and the weight of OSDS's volume consistency
     _favour_long_jumps = False
     _volume_weight = 0.0
+    # study switch: the 1-step map's fold penalty also on prior draws scaled by this factor
+    # (clamped to the truncated prior's box), which visit its tails more often; 0: off
+    _fold_spread = 0.0
 
     def __init__(
         self,
@@ -370,6 +373,8 @@ class SelfConsistentSampler(DiffusionSampler):
                 index = int(torch.randint(0, k, (), generator=self._generator, device=self.device_))
             jac_k = sampler_jump_jacobian(control, process, energy, x0, total / k, index, score0)
             penalty = monotonicity_penalty(jac)[0] + monotonicity_penalty(jac_k)[0]
+            if self._fold_spread:
+                penalty = penalty + self._tail_penalty(args, x0.shape[0])
             if self._kl_last_jump and self._kl_weight:
                 end, jac_last = sampler_jump(control, process, energy, x0, total / k, k - 1, score0)
                 log_abs = torch.linalg.slogdet(jac_last)[1]
@@ -379,6 +384,15 @@ class SelfConsistentSampler(DiffusionSampler):
                     penalty = penalty + monotonicity_penalty(jac_last)[0]
             terms["fold_penalty"] = (self.fold_weight, penalty)
         return terms
+
+    def _tail_penalty(self, args, m: int):
+        """The 1-step map's monotonicity penalty at ``m`` prior draws scaled by
+        ``_fold_spread``: folds left in the prior's tails, where few training rows land."""
+        control, process, energy, times = args
+        radius = process.truncation_radius
+        x = (self._fold_spread * self._prior(m)).clamp(-radius, radius)
+        _, jac = first_jump(control, process, energy, x, times[-1])
+        return monotonicity_penalty(jac)[0]
 
     def _random_sampler_steps(self) -> int:
         """A number of sampling steps ``k = 2, 4, ..., N``, uniform over the levels."""

@@ -475,6 +475,41 @@ def test_study_switches_add_their_term_and_leave_the_default_alone(switches, col
     assert column not in plain.history_[0]
 
 
+def test_fold_spread_switch_penalises_folds_in_the_prior_tails(monkeypatch):
+    """``_fold_spread`` (study switch): the fold penalty also at widened prior draws, so a
+    map that folds only out there is penalised; the plain fit's penalty does not see it."""
+    params = {"n_steps": 8, "max_iter": 1, "batch_size": 16, "random_state": 3}
+    energy = GaussianMixture.grid()
+    sampler = SelfConsistentSampler(**params).fit(energy)
+    args = (sampler.control_, sampler.reference_, sampler._dynamics_energy, sampler._grid(8))
+    sampler._fold_spread = 3.0
+    assert float(sampler._tail_penalty(args, 64).detach()) == 0.0  # monotone at the start
+
+    class FoldsBeyondTwo(torch.nn.Module):  # x0 -> x0 - 3 (|x0| - 2)+ sign(x0): reversed past 2
+        def forward(self, x):
+            bend = torch.relu(x[:, :1].abs() - 2.0) * torch.sign(x[:, :1])
+            return x - 3.0 * torch.cat([bend, torch.zeros_like(bend)], 1)
+
+    import skcds._estimators._self_consistent as module
+
+    def folding_jump(control, process, energy, x, length, score=None):
+        x = x.detach().requires_grad_(True)
+        jac = torch.func.vmap(torch.func.jacrev(lambda r: FoldsBeyondTwo()(r[None])[0]))(x)
+        return FoldsBeyondTwo()(x), jac
+
+    monkeypatch.setattr(module, "first_jump", folding_jump)
+    wide = float(sampler._tail_penalty(args, 256).detach())
+    sampler._fold_spread = 0.5  # draws within |x0| < 1.95: no fold seen
+    narrow = float(sampler._tail_penalty(args, 256).detach())
+    monkeypatch.undo()
+    assert wide > 0.1 and narrow == 0.0
+    plain = SelfConsistentSampler(**params)
+    switched = SelfConsistentSampler(**params)
+    switched._fold_spread = 1.5
+    assert plain.fit(energy).history_[0]["fold_penalty"] >= 0
+    assert math.isfinite(switched.fit(energy).history_[0]["fold_penalty"])
+
+
 def test_favour_long_jumps_switch_changes_the_jumps_trained():
     """``_favour_long_jumps`` (study switch): the self-consistency loss sees other jumps (its
     first value differs), and a plain fit is unchanged by the switch's existence."""
