@@ -11,6 +11,13 @@ loss can fix it. On MW52 it follows the 2- and 4-step samplers jump by jump agai
 network's own 32-step probability-flow ODE from the same prior draws (the flow every jump
 is distilled onto), in the five double-well coordinates, and ends with the sd ratio of the
 32-step ODE and SDE against exact samples.
+
+    python benchmarks/one_step_diagnosis.py twostep MODEL.joblib --target gmm9
+
+``twostep`` (any target) asks which jump of the 2-step sampler loses quality: W1 over the
+expected floor (mean of 3 sets of 6000) of the network's 32-step flow, of the 1- and 2-step
+samplers, of the second jump taken from the flow's own midpoint, and of the flow run on from
+the first jump's midpoint, with the sampling (EMA) weights that ``sample`` uses.
 """
 
 from __future__ import annotations
@@ -25,10 +32,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # the study's pickled callback
-from one_step_study import _Monitor  # noqa: E402, F401
+from one_step_study import N_EVAL, _Monitor, expected_floor  # noqa: E402, F401
 
-from skcds._core.consistency import fine_flow_states  # noqa: E402
+from skcds._core.consistency import _velocity, fine_flow_states  # noqa: E402
 from skcds.bench import TARGETS  # noqa: E402
+from skcds.metrics import wasserstein  # noqa: E402
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
 
@@ -74,17 +82,59 @@ def mw52(sampler, exact, wells: int = 5) -> None:
         )
 
 
+def _jump(sampler, t: float, x, length: float):
+    """One jump of the sampling network from time ``t`` (no gradient)."""
+    control, n = sampler._sampling_control, x.shape[0]
+    with torch.no_grad():
+        score = sampler._dynamics_energy._grad_log_prob(x)
+        span = torch.tensor(length, dtype=x.dtype)
+        t = torch.full((n,), t, dtype=x.dtype)
+        return x + span * _velocity(control, sampler.reference_, t, x, score, span.expand(n))
+
+
+def twostep(sampler, exact, floor: float) -> None:
+    total, n = sampler.reference_.terminal_time, sampler.n_steps
+    args = (sampler._sampling_control, sampler.reference_, sampler._dynamics_energy)
+    rows: dict[str, list[float]] = {}
+    for seed in (1, 2, 3):
+        g = torch.Generator().manual_seed(seed)
+        x0 = sampler._prior(N_EVAL, g)
+        flow = fine_flow_states(*args, sampler._grid(n), x0)[0]
+        middle = _jump(sampler, 0.0, x0, total / 2)
+        on_from_middle = fine_flow_states(*args, sampler._grid(n)[n // 2 :], middle)[0][-1]
+        ends = {
+            f"{n}-step flow": flow[-1],
+            "1-step sampler": _jump(sampler, 0.0, x0, total),
+            "2-step sampler": _jump(sampler, total / 2, middle, total / 2),
+            "jump 2 from the flow's midpoint": _jump(sampler, total / 2, flow[n // 2], total / 2),
+            "flow from jump 1's midpoint": on_from_middle,
+        }
+        for name, x in ends.items():
+            rows.setdefault(name, []).append(wasserstein(x.numpy(), exact, p=1) / floor)
+        gap = (middle - flow[n // 2]).square().sum(-1).mean().sqrt()
+        rows.setdefault("rms gap of jump 1 to the flow at T/2", []).append(float(gap))
+    for name, values in rows.items():
+        kind = "" if name.startswith("rms") else "W1/floor "
+        print(f"{name:38s} {kind}{np.mean(values):.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("target", choices=["funnel", "mw52"])
+    parser.add_argument("command", choices=["funnel", "mw52", "twostep"])
     parser.add_argument("model")
+    parser.add_argument("--target", default=None, help="twostep: the model's target")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
-    energy = TARGETS[args.target].build(None)
-    exact = energy.sample(6000, generator=torch.Generator().manual_seed(2)).numpy()
+    target = args.target or args.command
+    energy = TARGETS[target].build(None)
     sampler = joblib.load(args.model)
-    {"funnel": funnel, "mw52": mw52}[args.target](sampler, exact)
+    if args.command == "twostep":
+        exact = energy.sample(N_EVAL, generator=torch.Generator().manual_seed(2)).numpy()
+        twostep(sampler, exact, expected_floor(energy, N_EVAL)[0])
+        return
+    exact = energy.sample(6000, generator=torch.Generator().manual_seed(2)).numpy()
+    {"funnel": funnel, "mw52": mw52}[args.command](sampler, exact)
 
 
 if __name__ == "__main__":
