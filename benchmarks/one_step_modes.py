@@ -3,23 +3,29 @@ of a k-step sampler folds.
 
     python benchmarks/one_step_modes.py wells MODEL.joblib mw52 [k ...]
     python benchmarks/one_step_modes.py folds MODEL.joblib k
+    python benchmarks/one_step_modes.py mixture MODEL.joblib gmm9 [k ...]
 
 ``wells``: per double-well coordinate, the fraction of 6000 draws above zero (0.5 for the
 target), and the sd and centre of the positive mode over the target's. ``folds``: per jump of
 the k-step sampler on 2000 prior draws, the fraction of negative Jacobian determinants and of
-a negative smallest eigenvalue of ``(J + J^T) / 2``, with their medians.
+a negative smallest eigenvalue of ``(J + J^T) / 2``, with their medians. ``mixture`` (a
+Gaussian mixture target): per component, on 60 000 draws given to their nearest mean, its
+weight over the target's and the sd of its draws over the component's, and the fraction of
+draws further than 3 component sds from every mean beside the target's own fraction.
 """
 
 import sys
 import warnings
 
 import joblib
+import numpy as np
 import one_step_study
 import torch
 
 import __main__
 from skcds._core.consistency import sampler_jump
 from skcds.bench import TARGETS
+from skcds.energies._gaussian_mixture import _broadcast_scales, _normalised_weights
 
 __main__._Monitor = one_step_study._Monitor  # the study's callback, pickled with its models
 
@@ -37,6 +43,26 @@ def wells(model, target: str, steps) -> None:
             f"k={k} mass above 0: {' '.join(f'{f:.2f}' for f in frac)} | positive mode's sd "
             f"ratio: {' '.join(f'{f:.2f}' for f in width)} | its centre ratio: "
             f"{' '.join(f'{f:.2f}' for f in centre)}"
+        )
+
+
+def mixture(model, target: str, steps) -> None:
+    energy = TARGETS[target].build(None)
+    means = np.asarray(energy.means, dtype=float)
+    scales = _broadcast_scales(energy.scales, *means.shape).mean(1)
+    weights = _normalised_weights(energy.weights, len(means))
+    for k in steps:
+        x = model.sample(60_000, n_steps=k, random_state=1)
+        distance = np.linalg.norm(x[:, None] - means[None], axis=-1)
+        nearest, radius = distance.argmin(1), distance.min(1)
+        share = np.bincount(nearest, minlength=len(means)) / len(x)
+        sd = [(x[nearest == j] - means[j]).std(0).mean() / scales[j] for j in range(len(means))]
+        exact = energy.sample(60_000, generator=torch.Generator().manual_seed(2)).numpy()
+        far = np.linalg.norm(exact[:, None] - means[None], axis=-1).min(1) > 3 * scales.mean()
+        print(
+            f"k={k} weight ratio: {' '.join(f'{w:.2f}' for w in share / weights)} | sd ratio: "
+            f"{' '.join(f'{v:.2f}' for v in sd)} | beyond 3 sd: "
+            f"{(radius > 3 * scales.mean()).mean():.3f} (target {far.mean():.3f})"
         )
 
 
@@ -62,7 +88,8 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     command, path, *rest = sys.argv[1:]
     sampler = joblib.load(path)
-    if command == "wells":
-        wells(sampler, rest[0], [int(k) for k in rest[1:]] or [1])
+    if command in ("wells", "mixture"):
+        report = wells if command == "wells" else mixture
+        report(sampler, rest[0], [int(k) for k in rest[1:]] or [1])
     else:
         folds(sampler, int(rest[0]))

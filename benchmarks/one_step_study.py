@@ -168,8 +168,10 @@ def expected_floor(energy, n: int) -> tuple[float, float]:
 
 
 def _run_name(args) -> str:
-    """The variant, with its seed when not the study's 0 (the run-to-run spread)."""
-    return args.variant if args.seed == 0 else f"{args.variant}_seed{args.seed}"
+    """The variant, with its seed when not the study's 0 (the run-to-run spread) and its
+    threads when not one."""
+    name = args.variant if args.seed == 0 else f"{args.variant}_seed{args.seed}"
+    return name if getattr(args, "threads", 1) == 1 else f"{name}_{args.threads}threads"
 
 
 def _make(variant, max_iter, seed, callbacks=None):
@@ -189,7 +191,7 @@ def _make(variant, max_iter, seed, callbacks=None):
 
 
 def run(args) -> None:
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     bench = TARGETS[args.target]
     energy = bench.build(None)
     g = torch.Generator().manual_seed(2)
@@ -534,6 +536,7 @@ def main() -> None:
         "--max-iter", type=int, default=None, help="iterations (instead of from --seconds)"
     )
     parser.add_argument("--save", default=None, help="joblib file for the fitted model(s)")
+    parser.add_argument("--threads", type=int, default=1, help="run: torch threads")
     args = parser.parse_args()
     {"run": run, "report": report, "refine": refine, "imh": imh}[args.command](args)
 
