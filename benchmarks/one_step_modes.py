@@ -3,7 +3,7 @@ of a k-step sampler folds.
 
     python benchmarks/one_step_modes.py wells MODEL.joblib mw52 [k ...]
     python benchmarks/one_step_modes.py folds MODEL.joblib k
-    python benchmarks/one_step_modes.py mixture MODEL.joblib gmm9 [k ...]
+    python benchmarks/one_step_modes.py mixture MODEL.joblib gmm9 [k | ksde ...]
 
 ``wells``: per double-well coordinate, the fraction of 6000 draws above zero (0.5 for the
 target), and the sd and centre of the positive mode over the target's. ``folds``: per jump of
@@ -11,7 +11,8 @@ the k-step sampler on 2000 prior draws, the fraction of negative Jacobian determ
 a negative smallest eigenvalue of ``(J + J^T) / 2``, with their medians. ``mixture`` (a
 Gaussian mixture target): per component, on 60 000 draws given to their nearest mean, its
 weight over the target's and the sd of its draws over the component's, and the fraction of
-draws further than 3 component sds from every mean beside the target's own fraction.
+draws further than 3 component sds from every mean beside the target's own fraction
+(``32sde``: the network's 32-step SDE instead of its 32-step map).
 """
 
 import sys
@@ -52,7 +53,8 @@ def mixture(model, target: str, steps) -> None:
     scales = _broadcast_scales(energy.scales, *means.shape).mean(1)
     weights = _normalised_weights(energy.weights, len(means))
     for k in steps:
-        x = model.sample(60_000, n_steps=k, random_state=1)
+        method = "sde" if k.endswith("sde") else "ode"
+        x = model.sample(60_000, n_steps=int(k.removesuffix("sde")), random_state=1, method=method)
         distance = np.linalg.norm(x[:, None] - means[None], axis=-1)
         nearest, radius = distance.argmin(1), distance.min(1)
         share = np.bincount(nearest, minlength=len(means)) / len(x)
@@ -89,7 +91,9 @@ if __name__ == "__main__":
     command, path, *rest = sys.argv[1:]
     sampler = joblib.load(path)
     if command in ("wells", "mixture"):
-        report = wells if command == "wells" else mixture
-        report(sampler, rest[0], [int(k) for k in rest[1:]] or [1])
+        if command == "wells":
+            wells(sampler, rest[0], [int(k) for k in rest[1:]] or [1])
+        else:
+            mixture(sampler, rest[0], rest[1:] or ["1"])
     else:
         folds(sampler, int(rest[0]))
