@@ -75,6 +75,7 @@ VARIANTS = {  # results of the replaced det-sign hinge are kept as "*dethinge*"
     "default_volume": {"_volume_weight": 1.0},
     "default_foldspread": {"_fold_spread": 1.5},
     "default_foldspread1": {"_fold_spread": 1.0},
+    "default_scorematch": {"_score_match_weight": 1.0},
 }
 
 

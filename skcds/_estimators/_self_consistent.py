@@ -7,6 +7,7 @@ import numbers
 import torch
 
 from .._core.consistency import (
+    endpoint_score_matching,
     first_jump,
     flow_map_loss,
     monotonicity_penalty,
@@ -215,6 +216,9 @@ class SelfConsistentSampler(DiffusionSampler):
     # study switch: the 1-step map's fold penalty also on prior draws scaled by this factor
     # (clamped to the truncated prior's box), which visit its tails more often; 0: off
     _fold_spread = 0.0
+    # study switch: weight of the denoising score matching of the grid control on the SDE's
+    # endpoints (its flow carried to where its SDE ends)
+    _score_match_weight = 0.0
 
     def __init__(
         self,
@@ -340,6 +344,9 @@ class SelfConsistentSampler(DiffusionSampler):
             terms["flow_map_loss"] = (self.flow_map_weight, flow_map)
         if self.fold_weight or self._kl_weight:
             terms.update(self._one_step_terms(args, x0, score0, xs[-1]))
+        if self._score_match_weight:
+            ends = endpoint_score_matching(*args, xs[-1], self._generator)
+            terms["score_match"] = (self._score_match_weight, ends)
         if self._volume_weight:
             terms["volume_consistency"] = (self._volume_weight, self._volume_term(args, x0, score0))
         dim = self.n_features_in_

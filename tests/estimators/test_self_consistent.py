@@ -459,6 +459,7 @@ def test_models_saved_before_the_levers_existed_keep_the_papers_algorithm(tmp_pa
         ({"_kl_last_jump": True, "_penalise_last_jump": True}, "last_jump_kl"),
         ({"_sde_match_weight": 0.3}, "sde_match"),
         ({"_volume_weight": 1.0}, "volume_consistency"),
+        ({"_score_match_weight": 1.0}, "score_match"),
     ],
 )
 def test_study_switches_add_their_term_and_leave_the_default_alone(switches, column):
