@@ -4,6 +4,7 @@ of a k-step sampler folds.
     python benchmarks/one_step_modes.py wells MODEL.joblib mw52 [k ...]
     python benchmarks/one_step_modes.py folds MODEL.joblib k
     python benchmarks/one_step_modes.py mixture MODEL.joblib gmm9 [k | ksde ...]
+    python benchmarks/one_step_modes.py tails MODEL.joblib [n]
 
 ``wells``: per double-well coordinate, the fraction of 6000 draws above zero (0.5 for the
 target), and the sd and centre of the positive mode over the target's. ``folds``: per jump of
@@ -12,7 +13,10 @@ a negative smallest eigenvalue of ``(J + J^T) / 2``, with their medians. ``mixtu
 Gaussian mixture target): per component, on 60 000 draws given to their nearest mean, its
 weight over the target's and the sd of its draws over the component's, and the fraction of
 draws further than 3 component sds from every mean beside the target's own fraction
-(``32sde``: the network's 32-step SDE instead of its 32-step map).
+(``32sde``: the network's 32-step SDE instead of its 32-step map). ``tails``: how many of
+``n`` (100 000) prior draws the 1-step map reverses (``det J <= 0``) or leaves not monotone
+(smallest eigenvalue of ``(J + J^T) / 2`` at most 0), with the largest ``|x_i|`` of each
+reversed draw (the prior is truncated at 3.89).
 """
 
 import sys
@@ -24,7 +28,7 @@ import one_step_study
 import torch
 
 import __main__
-from skcds._core.consistency import sampler_jump
+from skcds._core.consistency import first_jump, sampler_jump
 from skcds.bench import TARGETS
 from skcds.energies._gaussian_mixture import _broadcast_scales, _normalised_weights
 
@@ -68,6 +72,26 @@ def mixture(model, target: str, steps) -> None:
         )
 
 
+def tails(model, n: int) -> None:
+    g = torch.Generator().manual_seed(11)
+    x0 = model._prior(n, g)
+    one = torch.tensor(model.reference_.terminal_time)
+    det, smallest = [], []
+    for chunk in x0.split(5000):
+        args = (model._sampling_control, model.reference_, model._dynamics_energy)
+        jac = first_jump(*args, chunk, one)[1].detach()
+        det.append(torch.linalg.det(jac))
+        smallest.append(torch.linalg.eigvalsh(0.5 * (jac + jac.transpose(-1, -2)))[:, 0])
+    det, smallest = torch.cat(det), torch.cat(smallest)
+    reversed_ = det <= 0
+    largest = x0[reversed_].abs().amax(1).sort().values
+    print(
+        f"1-step map on {n} prior draws: det J <= 0 at {int(reversed_.sum())}, not monotone "
+        f"at {int((smallest <= 0).sum())}; largest |x_i| of the reversed: "
+        f"{' '.join(f'{v:.2f}' for v in largest.tolist())}"
+    )
+
+
 def folds(model, k: int) -> None:
     g = torch.Generator().manual_seed(5)
     dim, dtype = model.n_features_in_, torch.float32
@@ -95,5 +119,7 @@ if __name__ == "__main__":
             wells(sampler, rest[0], [int(k) for k in rest[1:]] or [1])
         else:
             mixture(sampler, rest[0], rest[1:] or ["1"])
+    elif command == "tails":
+        tails(sampler, int(rest[0]) if rest else 100_000)
     else:
         folds(sampler, int(rest[0]))

@@ -477,8 +477,9 @@ def test_study_switches_add_their_term_and_leave_the_default_alone(switches, col
 
 
 def test_fold_spread_switch_penalises_folds_in_the_prior_tails(monkeypatch):
-    """``_fold_spread`` (study switch): the fold penalty also at widened prior draws, so a
-    map that folds only out there is penalised; the plain fit's penalty does not see it."""
+    """``_fold_spread`` (1.5 by default): the 1-step fold penalty also at widened prior
+    draws, so a map that folds only out there is penalised (narrow draws do not see it);
+    ``0`` trains as the default of before, without those draws."""
     params = {"n_steps": 8, "max_iter": 1, "batch_size": 16, "random_state": 3}
     energy = GaussianMixture.grid()
     sampler = SelfConsistentSampler(**params).fit(energy)
@@ -504,11 +505,14 @@ def test_fold_spread_switch_penalises_folds_in_the_prior_tails(monkeypatch):
     narrow = float(sampler._tail_penalty(args, 256).detach())
     monkeypatch.undo()
     assert wide > 0.1 and narrow == 0.0
-    plain = SelfConsistentSampler(**params)
-    switched = SelfConsistentSampler(**params)
-    switched._fold_spread = 1.5
-    assert plain.fit(energy).history_[0]["fold_penalty"] >= 0
-    assert math.isfinite(switched.fit(energy).history_[0]["fold_penalty"])
+    assert SelfConsistentSampler._fold_spread == 1.5
+    params["max_iter"] = 2
+    default = SelfConsistentSampler(**params).fit(energy)
+    off = SelfConsistentSampler(**params)
+    off._fold_spread = 0.0
+    off.fit(energy)
+    assert all(math.isfinite(r["fold_penalty"]) for r in default.history_ + off.history_)
+    assert default.history_[1]["loss"] != off.history_[1]["loss"]  # the draws differ
 
 
 def test_favour_long_jumps_switch_changes_the_jumps_trained():
