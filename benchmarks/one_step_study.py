@@ -7,6 +7,11 @@ equal CPU time, on one thread each.
     python benchmarks/one_step_study.py imh --target gmm9 --save MODEL.joblib \
         --out benchmarks/results/one_step_study_s23
 
+    python benchmarks/one_step_study.py cost --target mw54 --variant default_foldspread \
+        --reference-variant default_nofoldspread
+
+``cost`` times a variant against a reference variant per iteration: 60-iteration fits on one
+thread, alternated twice (seeds 0 and 1), the first 10 iterations left out.
 ``imh`` corrects a saved model's one-step draws by independent Metropolis-Hastings on its own
 weights (``sample(n, imh_steps=m)``); ``report`` collects those runs into ``imh.csv``.
 
@@ -73,7 +78,8 @@ VARIANTS = {  # results of the replaced det-sign hinge are kept as "*dethinge*"
     "default_kl03": {"kl_weight": 0.3},
     "default_longjumps": {"_favour_long_jumps": True},
     "default_volume": {"_volume_weight": 1.0},
-    "default_foldspread": {"_fold_spread": 1.5},
+    "default_foldspread": {"_fold_spread": 1.5},  # the default since this pass
+    "default_nofoldspread": {"_fold_spread": 0.0},  # the default before it
     "default_foldspread1": {"_fold_spread": 1.0},
     "default_scorematch": {"_score_match_weight": 1.0},
 }
@@ -524,9 +530,23 @@ IMH_HEADER = [
 ]
 
 
+def cost(args) -> None:
+    torch.set_num_threads(1)
+    energy = TARGETS[args.target].build(None)
+    times = {args.reference_variant: [], args.variant: []}
+    for seed in (0, 1):
+        for variant in times:
+            history = _make(variant, 60, seed).fit(energy).history_
+            times[variant].append((history[-1]["elapsed"] - history[9]["elapsed"]) / 50)
+    base = np.mean(times[args.reference_variant])
+    for variant, values in times.items():
+        ms = " ".join(f"{1000 * v:.1f}" for v in values)
+        print(f"{args.target} {variant}: {ms} ms per iteration ({np.mean(values) / base:.2f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["run", "report", "refine", "imh"])
+    parser.add_argument("command", choices=["run", "report", "refine", "imh", "cost"])
     parser.add_argument("--target", default="gmm9")
     parser.add_argument("--variant", default="paper", choices=[*VARIANTS, "cdds"])
     parser.add_argument("--seconds", type=float, default=240.0)
@@ -539,8 +559,10 @@ def main() -> None:
     )
     parser.add_argument("--save", default=None, help="joblib file for the fitted model(s)")
     parser.add_argument("--threads", type=int, default=1, help="run: torch threads")
+    parser.add_argument("--reference-variant", default="default", help="cost: timed against")
     args = parser.parse_args()
-    {"run": run, "report": report, "refine": refine, "imh": imh}[args.command](args)
+    commands = {"run": run, "report": report, "refine": refine, "imh": imh, "cost": cost}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":
