@@ -517,7 +517,7 @@ def test_fold_spread_switch_penalises_folds_in_the_prior_tails(monkeypatch):
 
 def test_favour_long_jumps_switch_changes_the_jumps_trained():
     """``_favour_long_jumps`` (study switch): the self-consistency loss sees other jumps (its
-    first value differs), and a plain fit is unchanged by the switch's existence."""
+    first value differs from that of two identical plain fits)."""
     params = {"n_steps": 8, "max_iter": 2, "batch_size": 16, "random_state": 3}
     energy = GaussianMixture.grid()
     plain = SelfConsistentSampler(**params).fit(energy)
