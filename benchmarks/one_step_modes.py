@@ -51,24 +51,35 @@ def wells(model, target: str, steps) -> None:
         )
 
 
+def _nearest_mean(x, means):
+    """Index of each row's nearest mean and its distance to it."""
+    distance = np.linalg.norm(x[:, None] - means[None], axis=-1)
+    return distance.argmin(1), distance.min(1)
+
+
+def _orientation(jac):
+    """``det J`` and the smallest eigenvalue of ``(J + J^T) / 2`` of detached Jacobians."""
+    jac = jac.detach()
+    return torch.linalg.det(jac), torch.linalg.eigvalsh(0.5 * (jac + jac.transpose(-1, -2)))[:, 0]
+
+
 def mixture(model, target: str, steps) -> None:
     energy = TARGETS[target].build(None)
     means = np.asarray(energy.means, dtype=float)
     scales = _broadcast_scales(energy.scales, *means.shape).mean(1)
     weights = _normalised_weights(energy.weights, len(means))
+    exact = energy.sample(60_000, generator=torch.Generator().manual_seed(2)).numpy()
+    far = (_nearest_mean(exact, means)[1] > 3 * scales.mean()).mean()
     for k in steps:
         method = "sde" if k.endswith("sde") else "ode"
         x = model.sample(60_000, n_steps=int(k.removesuffix("sde")), random_state=1, method=method)
-        distance = np.linalg.norm(x[:, None] - means[None], axis=-1)
-        nearest, radius = distance.argmin(1), distance.min(1)
+        nearest, radius = _nearest_mean(x, means)
         share = np.bincount(nearest, minlength=len(means)) / len(x)
         sd = [(x[nearest == j] - means[j]).std(0).mean() / scales[j] for j in range(len(means))]
-        exact = energy.sample(60_000, generator=torch.Generator().manual_seed(2)).numpy()
-        far = np.linalg.norm(exact[:, None] - means[None], axis=-1).min(1) > 3 * scales.mean()
         print(
             f"k={k} weight ratio: {' '.join(f'{w:.2f}' for w in share / weights)} | sd ratio: "
             f"{' '.join(f'{v:.2f}' for v in sd)} | beyond 3 sd: "
-            f"{(radius > 3 * scales.mean()).mean():.3f} (target {far.mean():.3f})"
+            f"{(radius > 3 * scales.mean()).mean():.3f} (target {far:.3f})"
         )
 
 
@@ -76,13 +87,9 @@ def tails(model, n: int) -> None:
     g = torch.Generator().manual_seed(11)
     x0 = model._prior(n, g)
     one = torch.tensor(model.reference_.terminal_time)
-    det, smallest = [], []
-    for chunk in x0.split(5000):
-        args = (model._sampling_control, model.reference_, model._dynamics_energy)
-        jac = first_jump(*args, chunk, one)[1].detach()
-        det.append(torch.linalg.det(jac))
-        smallest.append(torch.linalg.eigvalsh(0.5 * (jac + jac.transpose(-1, -2)))[:, 0])
-    det, smallest = torch.cat(det), torch.cat(smallest)
+    args = (model._sampling_control, model.reference_, model._dynamics_energy)
+    chunks = [_orientation(first_jump(*args, chunk, one)[1]) for chunk in x0.split(5000)]
+    det, smallest = (torch.cat(parts) for parts in zip(*chunks, strict=True))
     reversed_ = det <= 0
     largest = x0[reversed_].abs().amax(1).sort().values
     print(
@@ -99,9 +106,7 @@ def folds(model, k: int) -> None:
     length = model._grid(k)[1] - model._grid(k)[0]
     for j in range(k):
         _, jac = sampler_jump(model.control_, model.reference_, model.energy_, x0, length, j)
-        jac = jac.detach()
-        det = torch.linalg.det(jac)
-        lam = torch.linalg.eigvalsh(0.5 * (jac + jac.transpose(-1, -2)))[:, 0]
+        det, lam = _orientation(jac)
         print(
             f"jump {j}: det < 0 {(det < 0).float().mean():.3f}, smallest eigenvalue < 0 "
             f"{(lam < 0).float().mean():.3f}, its median {lam.median():.3f}, median det "
@@ -114,11 +119,10 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     command, path, *rest = sys.argv[1:]
     sampler = joblib.load(path)
-    if command in ("wells", "mixture"):
-        if command == "wells":
-            wells(sampler, rest[0], [int(k) for k in rest[1:]] or [1])
-        else:
-            mixture(sampler, rest[0], rest[1:] or ["1"])
+    if command == "wells":
+        wells(sampler, rest[0], [int(k) for k in rest[1:]] or [1])
+    elif command == "mixture":
+        mixture(sampler, rest[0], rest[1:] or ["1"])
     elif command == "tails":
         tails(sampler, int(rest[0]) if rest else 100_000)
     else:

@@ -179,7 +179,7 @@ def _run_name(args) -> str:
     """The variant, with its seed when not the study's 0 (the run-to-run spread) and its
     threads when not one."""
     name = args.variant if args.seed == 0 else f"{args.variant}_seed{args.seed}"
-    return name if getattr(args, "threads", 1) == 1 else f"{name}_{args.threads}threads"
+    return name if args.threads == 1 else f"{name}_{args.threads}threads"
 
 
 def _make(variant, max_iter, seed, callbacks=None):
