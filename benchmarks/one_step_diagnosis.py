@@ -45,7 +45,6 @@ sys.path.insert(0, str(Path(__file__).parent))  # the study's pickled callback
 from one_step_study import N_EVAL, _Monitor, expected_floor  # noqa: E402, F401
 
 from skcds._core.consistency import (  # noqa: E402
-    _velocity,
     fine_flow_states,
     first_jump,
     monotonicity_penalty,
@@ -98,38 +97,32 @@ def mw52(sampler, exact, wells: int = 5) -> None:
         )
 
 
-def _jump(sampler, t: float, x, length: float):
-    """One jump of the sampling network from time ``t`` (no gradient)."""
-    control, n = sampler._sampling_control, x.shape[0]
-    with torch.no_grad():
-        score = sampler._dynamics_energy._grad_log_prob(x)
-        span = torch.tensor(length, dtype=x.dtype)
-        t = torch.full((n,), t, dtype=x.dtype)
-        return x + span * _velocity(control, sampler.reference_, t, x, score, span.expand(n))
-
-
 def twostep(sampler, exact, floor: float) -> None:
-    total, n = sampler.reference_.terminal_time, sampler.n_steps
+    n = sampler.n_steps
     args = (sampler._sampling_control, sampler.reference_, sampler._dynamics_energy)
+
+    def flow(times, x):  # Euler jumps of the sampling network on ``times`` (no gradient)
+        return fine_flow_states(*args, times, x)[0]
+
+    one, two, fine = sampler._grid(1), sampler._grid(2), sampler._grid(n)
     rows: dict[str, list[float]] = {}
     for seed in (1, 2, 3):
         g = torch.Generator().manual_seed(seed)
         x0 = sampler._prior(N_EVAL, g)
-        flow = fine_flow_states(*args, sampler._grid(n), x0)[0]
-        middle = _jump(sampler, 0.0, x0, total / 2)
-        on_from_middle = fine_flow_states(*args, sampler._grid(n)[n // 2 :], middle)[0][-1]
+        states = flow(fine, x0)
+        _, middle, end = flow(two, x0)
         sde = sampler.sample(N_EVAL, n_steps=n, method="sde", random_state=seed)
         ends = {
             f"{n}-step SDE (the diffusion sampler)": torch.as_tensor(sde),
-            f"{n}-step flow (its probability-flow ODE)": flow[-1],
-            "1-step sampler": _jump(sampler, 0.0, x0, total),
-            "2-step sampler": _jump(sampler, total / 2, middle, total / 2),
-            "jump 2 from the flow's midpoint": _jump(sampler, total / 2, flow[n // 2], total / 2),
-            "flow from jump 1's midpoint": on_from_middle,
+            f"{n}-step flow (its probability-flow ODE)": states[-1],
+            "1-step sampler": flow(one, x0)[-1],
+            "2-step sampler": end,
+            "jump 2 from the flow's midpoint": flow(two[1:], states[n // 2])[-1],
+            "flow from jump 1's midpoint": flow(fine[n // 2 :], middle)[-1],
         }
         for name, x in ends.items():
             rows.setdefault(name, []).append(wasserstein(x.numpy(), exact, p=1) / floor)
-        gap = (middle - flow[n // 2]).square().sum(-1).mean().sqrt()
+        gap = (middle - states[n // 2]).square().sum(-1).mean().sqrt()
         rows.setdefault("rms gap of jump 1 to the flow at T/2", []).append(float(gap))
     for name, values in rows.items():
         kind = "" if name.startswith("rms") else "W1/floor "
