@@ -14,7 +14,8 @@ import torch
 
 from ._core import mcmc
 from ._estimators import _validation as v
-from .energies._base import dynamics_view
+from ._estimators._preparation import check_energy
+from .energies._guard import dynamics_view, reports_model_failures
 from .metrics._validation import as_tensor
 
 __all__ = ["refine"]
@@ -38,6 +39,7 @@ def _check_rows(x, name: str, dim: int) -> torch.Tensor:
     return x
 
 
+@reports_model_failures
 def refine(
     energy,
     X,
@@ -95,7 +97,7 @@ def refine(
     >>> X.shape, info["n_evaluations"]
     ((2000, 2), 117360)
     """
-    energy = v.check_energy(energy, "refine", call="skcds.refine")
+    energy = check_energy(energy, "refine", call="skcds.refine")
     mcmc_steps = v.check_moves(mcmc_steps, "mcmc_steps")
     is_numpy = isinstance(X, np.ndarray)
     x = _check_rows(X, "X", energy.dim)

@@ -12,6 +12,7 @@ __all__ = [
     "ImproperDensityWarning",
     "IncompatibleModelError",
     "InvalidWeightsWarning",
+    "ModelFailureWarning",
     "NonFiniteWarning",
     "NotFittedError",
     "SkcdsError",
@@ -33,6 +34,12 @@ class IncompatibleModelError(SkcdsError, ValueError):
 
 class NonFiniteWarning(UserWarning):
     """Training met non-finite losses or gradients and skipped the affected updates."""
+
+
+class ModelFailureWarning(UserWarning):
+    """The user's model raised (``ValueError``, ``RuntimeError``, ``ArithmeticError``) or
+    returned NaN or ``+inf`` at some points: skcds gave them zero density and used the rest
+    of each batch unchanged. Issued once per call of ``fit``, ``sample`` and the like."""
 
 
 class ImproperDensityWarning(UserWarning):

@@ -30,7 +30,7 @@ from .._core.training import (
 )
 from .._version import __version__, is_compatible
 from .._warnings import weight_check
-from ..energies._base import dynamics_view
+from ..energies._guard import dynamics_view, reports_model_failures
 from ..energies._precondition import Preconditioning, precondition
 from ..exceptions import (
     ConvergenceWarning,
@@ -41,6 +41,7 @@ from ..exceptions import (
     UnreliableWeightsWarning,
 )
 from . import _validation as v
+from ._preparation import check_energy, prepare_energy
 from ._stopping import MONITOR_SAMPLES, Stopper
 
 _SAMPLE_CHUNK = 65_536
@@ -170,6 +171,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         raise NotImplementedError
 
     # ---------------------------------------------------------------- fit
+    @reports_model_failures
     def fit(self, energy=None, y=None):
         """Train the sampler on ``energy`` (or on the constructor's ``energy``).
 
@@ -196,9 +198,9 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         energy = energy if energy is not None else self.energy
         if self.warm_start and hasattr(self, "n_iter_"):
             if energy is not None:
-                self._replace_energy(v.check_energy(energy, owner))
+                self._replace_energy(check_energy(energy, owner))
         else:
-            self._initialize(v.check_energy(energy, owner))
+            self._initialize(check_energy(energy, owner))
         self._ema_start = self.n_iter_ + max(0, self.max_iter - _EMA_WINDOW)
         self._nonfinite_warned = False
         self._train(self.max_iter)
@@ -213,12 +215,14 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         self._generator.manual_seed(distributed.broadcast_int(self._generator.initial_seed()))
         init_generator = torch.Generator().manual_seed(int(self._generator.initial_seed()) + 1)
         self.reference_ = self._make_reference()
-        energy = copy.deepcopy(energy).to(device=self.device_, dtype=self._dtype)
-        probe = self._prior(16, dim=energy.dim)
-        v.probe_energy(energy, probe, score=self._reads_score())
-        self.preconditioning_ = self._choose_preconditioning(energy)
-        self.energy_ = self.preconditioning_.apply(energy).to(self._dtype)
-        v.warn_if_improper(self.energy_, probe)
+        self.energy_, self.preconditioning_ = prepare_energy(
+            energy,
+            device=self.device_,
+            dtype=self._dtype,
+            probe=self._prior(16, dim=energy.dim),
+            score=self._reads_score(),
+            preconditioning=self._choose_preconditioning,
+        )
         self.n_features_in_ = energy.dim
         module = self._build(energy.dim, init_generator)
         self.control_ = module.to(device=self.device_, dtype=self._dtype)
@@ -235,12 +239,15 @@ class _BaseSampler(DensityMixin, BaseEstimator):
                 f"{type(self).__name__} was fitted on {self.n_features_in_} dimensions; a warm "
                 f"start cannot continue on an energy of {energy.dim}."
             )
-        energy = copy.deepcopy(energy).to(device=self.device_, dtype=self._dtype)
         probe_generator = torch.Generator(device=self.device_).manual_seed(0)
-        probe = self._prior(16, probe_generator)
-        v.probe_energy(energy, probe, self._reads_score())
-        self.energy_ = self._preconditioning.apply(energy).to(self._dtype)
-        v.warn_if_improper(self.energy_, probe)
+        self.energy_, _ = prepare_energy(
+            energy,
+            device=self.device_,
+            dtype=self._dtype,
+            probe=self._prior(16, probe_generator),
+            score=self._reads_score(),
+            preconditioning=self._preconditioning,
+        )
         self._captured = {}
 
     def _choose_preconditioning(self, energy) -> Preconditioning:
@@ -588,6 +595,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         moved, _ = mcmc.refine(energy, x, mcmc_steps, pilot, generator)
         return moved.x.detach()
 
+    @reports_model_failures
     @refinement_doc
     def sample(
         self,
@@ -632,6 +640,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         """Numbers of steps :meth:`diagnose` examines (the training grid by default)."""
         return [self.n_steps]
 
+    @reports_model_failures
     def diagnose(self, n_samples: int = 4000, *, steps=None, random_state=0, **options):
         """Check the sampler before trusting its draws: for each number of steps, whether
         its weights are valid (no fold), the ELBO, ``log Z`` with its standard error, ESS
@@ -663,6 +672,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         steps = self._diagnosed_steps() if steps is None else [int(k) for k in steps]
         return diagnose(self, steps, n_samples, random_state, options)
 
+    @reports_model_failures
     def to_inference_data(
         self,
         n_samples: int = 4000,
@@ -730,7 +740,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         if not check.valid:
             log_w = None
         with torch.no_grad():
-            x, lp = self.energy_.transform(z), self.energy_._log_prob(z)
+            x, lp = self.energy_.transform(z), self._dynamics_energy._log_prob(z)
         as_numpy = lambda t: None if t is None else t.detach().cpu().double().numpy()  # noqa: E731
         if var_names is None:
             var_names = getattr(self._user_energy, "blocks", None)
@@ -773,6 +783,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         convert = (lambda t: t) if as_tensor else (lambda t: t.detach().cpu().numpy())
         return (convert(x), convert(w)) if log_weights else convert(x)
 
+    @reports_model_failures
     def estimate_log_normalizer(
         self, n_samples: int = 10_000, *, n_steps=None, random_state=None, **options
     ):
@@ -814,6 +825,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         _, log_w = self._draw(n_samples, n_steps, random_state, True, **options)
         return estimate_log_normalizer(log_w.double().cpu().numpy())
 
+    @reports_model_failures
     def score(self, X=None, y=None, *, n_samples: int = 4096, random_state=0) -> float:
         """ELBO ``E_q[log rho(x) - log q(x)]`` from valid log-weights; greater is better.
 

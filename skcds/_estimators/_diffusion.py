@@ -16,6 +16,7 @@ from .._core.rollout import (
     standard_normal,
     training_log_rnd,
 )
+from ..energies._guard import reports_model_failures
 from . import _validation as v
 from ._base import _BaseSampler, refinement_doc
 
@@ -334,6 +335,7 @@ class DiffusionSampler(_BaseSampler):
         roll = euler_maruyama(*args, step=step, record=False, generator=generator)
         return roll.x, roll.log_weights if log_weights else None
 
+    @reports_model_failures
     @refinement_doc
     def sample(
         self,

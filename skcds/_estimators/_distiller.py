@@ -17,6 +17,7 @@ from .._core.networks import ConsistencyNet
 from .._core.reference import FLOW_REFERENCES
 from .._core.rollout import standard_normal
 from .._core.training import EMA
+from ..energies._guard import reports_model_failures
 from . import _validation as v
 from ._base import _BaseSampler, refinement_doc
 from ._diffusion import DiffusionSampler
@@ -203,6 +204,7 @@ class ConsistentDistiller(_BaseSampler):
         self.monitor_every = monitor_every
 
     # ---------------------------------------------------------------- fit
+    @reports_model_failures
     def fit(self, energy=None, y=None):
         """Distil the teacher on ``energy`` (fitting the teacher first if it is unfitted).
 
@@ -371,6 +373,7 @@ class ConsistentDistiller(_BaseSampler):
         log_q = self.reference_.prior_log_prob(x0) - value
         return x, (self._dynamics_energy._log_prob(x) - log_q).detach()
 
+    @reports_model_failures
     @refinement_doc
     def sample(
         self,

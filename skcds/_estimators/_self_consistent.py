@@ -22,6 +22,7 @@ from .._core.consistency import (
 from .._core.networks import ControlNet
 from .._core.reference import FLOW_REFERENCES
 from .._core.training import EMA
+from ..energies._guard import reports_model_failures
 from . import _validation as v
 from ._base import refinement_doc
 from ._diffusion import DiffusionSampler
@@ -459,6 +460,7 @@ class SelfConsistentSampler(DiffusionSampler):
     def _sample_chunk(self, n, n_steps, generator, log_weights, method="ode", log_det="auto"):
         return super()._sample_chunk(n, n_steps, generator, log_weights, method, log_det)
 
+    @reports_model_failures
     @refinement_doc
     def sample(
         self,

@@ -1,19 +1,13 @@
-"""Parameter validation from a declarative table, energy checks, random generators, devices."""
+"""Parameter validation from a declarative table, random generators, devices."""
 
 from __future__ import annotations
 
 import difflib
-import math
 import numbers
-import warnings
 
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
-
-from ..energies import Energy
-from ..energies._base import _check_batch, _check_form, dynamics_view
-from ..exceptions import EnergyError, ImproperDensityWarning
 
 
 class Constraint:
@@ -81,91 +75,6 @@ def validate_params(estimator, table: dict) -> None:
     owner = type(estimator).__name__
     for name, constraint in table.items():
         constraint.validate(owner, name, getattr(estimator, name))
-
-
-def check_energy(energy, owner: str, call: str | None = None) -> Energy:
-    """An :class:`Energy` whose ``log_prob`` passes a probe batch, or a clear error.
-    ``call``: the function named in the messages (default ``{owner}.fit``)."""
-    if call is None:
-        call, how = f"{owner}.fit", "call fit(energy) or pass energy= to the constructor"
-    else:
-        how = "pass an skcds.energies.Energy"
-    if energy is None:
-        raise ValueError(f"{call} needs an energy: {how}.")
-    if isinstance(energy, (np.ndarray, torch.Tensor, list, tuple)):
-        raise TypeError(
-            f"{call} expects an skcds.energies.Energy as 'energy'; got an array-like "
-            f"({type(energy).__name__}). Wrap a log-density with "
-            "skcds.energies.from_log_prob(fn, dim) or an energy with from_energy(fn, dim)."
-        )
-    if not isinstance(energy, Energy):
-        raise TypeError(
-            f"{call} expects an skcds.energies.Energy as 'energy'; got "
-            f"{type(energy).__name__}. Wrap a callable with skcds.energies.from_log_prob."
-        )
-    return energy
-
-
-def probe_energy(energy: Energy, x: torch.Tensor, score: bool = True) -> None:
-    """Evaluate ``log_prob`` (and the score, if ``score``) once on prior samples ``x``;
-    raise on a malformed output (shape, dtype) and when every value is NaN or ``+inf``.
-
-    Some non-finite values are not an error here: training masks them out of the loss
-    (and warns if they are frequent), so the outcome of ``fit`` does not depend on
-    whether these few probe points happen to hit a region where the energy is undefined.
-    """
-    where = type(energy).__name__
-    with torch.no_grad():
-        near = _check_form(energy._log_prob(_check_batch(x, energy.dim)), x, where)
-    if bool((torch.isnan(near) | (near == math.inf)).all()):
-        raise EnergyError(
-            f"{where}.log_prob returned {x.shape[0]} non-finite value(s) (NaN or +inf) for "
-            f"all {x.shape[0]} probe points drawn from the sampler's N(0, I) prior; -inf "
-            "(zero density) is allowed, NaN and +inf are not. Check the energy where the "
-            "prior puts its mass."
-        )
-    if score:
-        dynamics_view(energy)._grad_log_prob(x)  # raises on a bad or missing score
-
-
-# Radius of the decay check in the sampler's coordinates, a multiple of the prior's
-# typical radius sqrt(dim): far enough that a proper density has decayed, near enough not
-# to leave where the sampler goes (at radius 1000, exp(-1000) = 0 is no valid scale)
-_FAR_PER_SQRT_DIM = 10.0
-
-
-def warn_if_improper(energy: Energy, near: torch.Tensor) -> None:
-    """Warn if ``log rho`` is, in most of 16 fixed directions, at least as large at radius
-    ``10 sqrt(dim)`` as its median on the prior samples ``near``: such a density does not
-    decay and its ``Z`` is probably infinite (a flat or growing log-density, or a sign
-    error: an energy passed as a log-density), or it is far wider than the sampler's prior.
-    An energy that raises or returns NaN out there gives no verdict: the check never
-    stops a fit."""
-    radius = _FAR_PER_SQRT_DIM * math.sqrt(energy.dim)
-    directions = torch.randn(16, energy.dim, generator=torch.Generator().manual_seed(0))
-    far_points = (radius * directions / directions.norm(dim=1, keepdim=True)).to(near)
-    try:
-        with torch.no_grad():
-            near_values = energy._log_prob(near)
-            far = energy._log_prob(far_points)
-    except Exception:  # noqa: BLE001 - the user's model may refuse points: no verdict
-        return
-    finite_near = near_values[torch.isfinite(near_values)]
-    if finite_near.numel() == 0 or torch.isnan(far).any():
-        return  # nothing to compare: no verdict
-    not_decaying = (far >= finite_near.median() - 1.0).float().mean()
-    if not_decaying > 0.5:
-        warnings.warn(
-            f"{type(energy).__name__}.log_prob does not decay: at distance {radius:.3g} "
-            "from the origin of the sampler's coordinates (10 prior radii) it is at least as "
-            f"large as near it in {int(16 * not_decaying)} of 16 directions, so the density "
-            "is probably not normalizable and no sampler can converge to it. Check the sign "
-            "(from_log_prob wants log rho = -E, from_energy wants E) and that the density is "
-            "proper (e.g. a prior on every parameter); if it is proper but very wide, use "
-            "precondition='laplace' or rescale it.",
-            ImproperDensityWarning,
-            stacklevel=4,
-        )
 
 
 def make_generator(random_state, device: torch.device) -> torch.Generator:

@@ -345,52 +345,6 @@ class _NumpyLogProb(_CallableLogProb):
         return self._finite_difference_grad(x)
 
 
-class _Dynamics(Energy):
-    """``energy`` as the samplers' inner loops call it. Every output's form is checked (shape
-    and dtype, no device sync: NaN and inf are masked by the losses), so a fault that appears
-    mid-training is an :class:`EnergyError`, not a broadcasting error deep in a rollout.
-    With ``score=False`` (a control without a Langevin term) the score is the zero function
-    of ``x`` (differentiable, zero Hessian): the target is then never evaluated, nor
-    differentiated, between the ends of a path."""
-
-    def __init__(self, energy: Energy, score: bool = True) -> None:
-        super().__init__()
-        self.target, self.dim, self.score = energy, energy.dim, score
-        self.where = type(energy).__name__
-
-    def _log_prob(self, x: Tensor) -> Tensor:
-        return _check_form(self.target._log_prob(x), x, self.where)
-
-    def _grad_log_prob(self, x: Tensor) -> Tensor:
-        if not self.score:
-            return x * 0.0 if x.requires_grad else torch.zeros_like(x)
-        try:
-            score = self.target._grad_log_prob(x)
-        except torch.OutOfMemoryError:
-            raise
-        except RuntimeError as error:  # e.g. a log-density torch cannot differentiate
-            raise EnergyError(
-                f"The score (gradient of log_prob) of {self.where} could not be computed: "
-                f"{error}. Make log_prob differentiable by torch, wrap a numpy function with "
-                "backend='numpy' (finite differences), or fit with langevin=False (the "
-                "sampler then never needs the score)."
-            ) from error
-        if not isinstance(score, Tensor) or score.shape != x.shape:
-            got = tuple(score.shape) if isinstance(score, Tensor) else type(score).__name__
-            raise EnergyError(f"{self.where} score must have shape {tuple(x.shape)}; got {got}.")
-        return score
-
-    def _hessian_log_prob(self, x: Tensor) -> Tensor:
-        if not self.score:
-            return x.new_zeros(x.shape[0], self.dim, self.dim)
-        return self.target._hessian_log_prob(x)
-
-
-def dynamics_view(energy: Energy, score: bool = True) -> Energy:
-    """``energy`` for the samplers' inner loops (see :class:`_Dynamics`)."""
-    return _Dynamics(energy, score)
-
-
 def _wrap(fn: Callable, dim: int, sign: float, backend: str) -> Energy:
     if backend == "torch":
         return _CallableLogProb(fn, dim, sign)

@@ -20,6 +20,7 @@ from scipy import optimize
 from ..exceptions import EnergyError
 from ._affine import AffineTransformed
 from ._base import Energy, _check_form
+from ._guard import is_model_failure
 
 __all__ = ["Preconditioning", "laplace_approximation", "precondition"]
 
@@ -32,9 +33,6 @@ _N_CHECK = 256  # N(0, I) draws on which the whitened and the raw target are com
 # centre component has sd 0.55 and lies at the origin; whitening would push the other
 # eight modes out to 9 prior standard deviations)
 _UNIT_LOC, _UNIT_SD = 3.0, (0.2, 5.0)
-# what a model raises at a point it refuses (torch.distributions' argument validation, a
-# failed Cholesky, an overflow): the point is treated as having zero density
-_REFUSED = (ValueError, RuntimeError, ArithmeticError)
 
 
 @dataclass(frozen=True)
@@ -84,9 +82,9 @@ def _float64_log_prob(energy: Energy):
                 point.requires_grad_(True)
                 log_p = _check_form(target._log_prob(point), point, where)
                 (grad,) = torch.autograd.grad(log_p.sum(), point)
-        except EnergyError:
-            raise  # a malformed output is the user's to fix, wherever it shows
-        except _REFUSED:
+        except Exception as error:  # a point the model refuses has zero density (_guard)
+            if not is_model_failure(error):
+                raise  # a malformed output or a bug is the user's to fix, wherever it shows
             return -math.inf, np.zeros_like(x)
         value, grad = float(log_p[0].detach()), grad[0].detach().cpu().numpy()
         if not math.isfinite(value) or not np.isfinite(grad).all():
@@ -146,7 +144,9 @@ def _laplace_at(target: Energy, device, mode: np.ndarray, value: float) -> Preco
     try:
         point = torch.as_tensor(mode, dtype=torch.float64, device=device)[None]
         hessian = -target._hessian_log_prob(point)[0].detach().cpu().numpy()
-    except (EnergyError, *_REFUSED) as error:  # e.g. a numpy log-density: no Hessian
+    except Exception as error:  # e.g. a numpy log-density: no Hessian
+        if not (isinstance(error, EnergyError) or is_model_failure(error)):
+            raise
         return Preconditioning("none", f"the Hessian at the mode is not available ({error})")
     hessian = (hessian + hessian.T) / 2
     if not np.isfinite(hessian).all():
@@ -174,8 +174,12 @@ def _has_hessian(target: Energy, device) -> bool:
         target._hessian_log_prob(torch.zeros(1, target.dim, dtype=torch.float64, device=device))
     except EnergyError as error:
         return "Hessian" not in str(error)  # a malformed output is raised again later
-    except _REFUSED:
-        return True  # the origin may be outside the support: decided at the mode
+    except Exception as error:
+        if is_model_failure(error):
+            return True  # the origin may be outside the support: decided at the mode
+        if isinstance(error, RuntimeError):
+            return False  # torch cannot differentiate it (e.g. a detached log-density)
+        raise
     return True
 
 
@@ -184,9 +188,9 @@ def _elbo(energy: Energy, z: torch.Tensor) -> float:
     try:
         with torch.no_grad():
             log_rho = energy._log_prob(z)
-    except EnergyError:
-        raise
-    except _REFUSED:
+    except Exception as error:
+        if not is_model_failure(error):
+            raise
         return -math.inf
     log_normal = -0.5 * z.square().sum(-1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
     values = log_rho - log_normal

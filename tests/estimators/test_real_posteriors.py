@@ -22,7 +22,12 @@ from skcds.energies import (
     from_log_prob,
     precondition,
 )
-from skcds.exceptions import ConvergenceWarning, EnergyError, UnreliableWeightsWarning
+from skcds.exceptions import (
+    ConvergenceWarning,
+    EnergyError,
+    ModelFailureWarning,
+    UnreliableWeightsWarning,
+)
 from skcds.metrics import estimate_log_normalizer
 
 TINY = {"n_steps": 8, "max_iter": 3, "batch_size": 32}
@@ -153,7 +158,10 @@ def test_a_late_divergence_stops_with_a_warning_and_keeps_the_model():
     energy_ = sampler.energy_
     energy_.after = energy_.calls + 2  # two more good iterations, then NaN everywhere
     sampler.set_params(warm_start=True, max_iter=6)
-    with pytest.warns(ConvergenceWarning, match=r"keeps its 8 completed.*precondition"):
+    with (
+        pytest.warns(ModelFailureWarning, match=r"returned NaN or \+inf at \d+ point"),
+        pytest.warns(ConvergenceWarning, match=r"keeps its 8 completed.*precondition"),
+    ):
         sampler.fit()
     assert sampler.n_iter_ == 8 and len(sampler.history_) == 8
     assert all(torch.isfinite(p).all() for p in sampler.control_.parameters())
@@ -238,7 +246,8 @@ def test_a_preconditioned_model_round_trips(tmp_path):
 
 
 def test_heavy_tailed_weights_get_a_plain_language_warning(monkeypatch):
-    sampler = DiffusionSampler(**TINY, random_state=0).fit(from_log_prob(slab_nan, dim=2))
+    with pytest.warns(ModelFailureWarning, match="NaN or \\+inf"):
+        sampler = DiffusionSampler(**TINY, random_state=0).fit(from_log_prob(slab_nan, dim=2))
     rng = np.random.default_rng(0)
     heavy = torch.as_tensor(np.log(rng.pareto(1 / 0.9, 4000) + 1.0))
     monkeypatch.setattr(sampler, "_draw", lambda *args, **kwargs: (None, heavy))
