@@ -89,6 +89,15 @@ def global_sum(value: Tensor) -> Tensor:
     return total
 
 
+def global_min(value: Tensor) -> Tensor:
+    """The minimum of a detached tensor over the ranks (itself when not active)."""
+    if not is_active():
+        return value
+    low = value.detach().clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    return low
+
+
 def global_mean(value: Tensor) -> Tensor:
     """The mean of a detached tensor over the ranks (itself when not active)."""
     return global_sum(value) / active_size()

@@ -11,9 +11,34 @@ from torch import Tensor
 
 from . import distributed
 
-__all__ = ["LOSSES", "finite_rows", "get_loss", "kl", "log_variance", "zero_rows"]
+__all__ = [
+    "LOSSES",
+    "finite_rows",
+    "floor_zero_density",
+    "get_loss",
+    "kl",
+    "log_variance",
+    "zero_rows",
+]
 
 _LIMIT = 1e8
+ZERO_DENSITY_MARGIN = 10.0  # nats below the batch's lowest finite log rho
+
+
+def floor_zero_density(log_target: Tensor) -> Tensor:
+    """``log rho`` of a training batch, where ``-inf`` (zero density: the user's model raised
+    or returned NaN there, see :mod:`skcds.energies._guard`) becomes the batch's lowest
+    finite value (over every rank) minus :data:`ZERO_DENSITY_MARGIN`.
+
+    Masked out instead, as non-finite log-weights are, such samples leave the loss blind
+    to where they landed: never penalised for going there, a sampler moved its mass into
+    a region where the model raises (a 2-D Gaussian raising on 0.6% of its mass: raw
+    mean 2.05 for 1.0). With the stand-in, the loss pushes the sampler away as from a point
+    of very low density. Sampling weights keep the exact ``-inf``."""
+    zero = log_target == -torch.inf
+    finite = torch.where(torch.isfinite(log_target), log_target, torch.inf)
+    floor = distributed.global_min(finite.min().detach()) - ZERO_DENSITY_MARGIN
+    return torch.where(zero, floor, log_target)
 
 
 def _mask(log_w: Tensor) -> tuple[Tensor, Tensor, Tensor]:

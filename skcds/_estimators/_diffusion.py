@@ -8,7 +8,7 @@ import torch
 
 from .._core.flow import euler_flow
 from .._core.grids import uniform_grid
-from .._core.losses import get_loss
+from .._core.losses import floor_zero_density, get_loss
 from .._core.networks import ControlNet
 from .._core.rollout import (
     CapturedSDE,
@@ -288,7 +288,7 @@ class DiffusionSampler(_BaseSampler):
                 step=step,
                 generator=self._generator,
             )
-            log_w = roll.log_weights
+            log_w = floor_zero_density(roll.log_target) - roll.log_rnd
         else:
             noise = standard_normal(
                 (self.n_steps, *x0.shape),
@@ -300,7 +300,7 @@ class DiffusionSampler(_BaseSampler):
             with torch.no_grad():
                 roll = self._detached_rollout(times, x0, noise, step)
             rnd = training_log_rnd(self.control_, self.reference_, times, roll, step)
-            log_w = roll.log_target - rnd
+            log_w = floor_zero_density(roll.log_target) - rnd
         value, n_nonfinite = get_loss(self.loss)(log_w)
         return value / self.n_features_in_, n_nonfinite, roll
 

@@ -10,12 +10,14 @@ PSIS k-hat, fit seconds, and network evaluations per sample.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .._warnings import weight_check
 from ..metrics import estimate_log_normalizer, pareto_khat
@@ -119,6 +121,20 @@ def evaluate(sampler, reference: np.ndarray, n_steps: int, n_samples: int, seed:
     return row
 
 
+@contextlib.contextmanager
+def _validating_distributions():
+    """torch.distributions' argument validation on, as users run their models (torch's
+    default, except under ``python -O``), whatever the caller's setting, restored after:
+    a value rounded onto a support's edge raises, and the samplers must cope (issue 26)."""
+    distribution = torch.distributions.Distribution
+    previous = distribution._validate_args
+    distribution.set_default_validate_args(True)
+    try:
+        yield
+    finally:
+        distribution.set_default_validate_args(previous)
+
+
 def run_posteriordb(
     names=None,
     methods=PDB_METHODS,
@@ -154,6 +170,11 @@ def run_posteriordb(
     settings = PDB_BUDGETS[budget]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    with _validating_distributions():
+        return _run_all(names, methods, settings, out, path, seed, precondition)
+
+
+def _run_all(names, methods, settings, out, path, seed, precondition) -> list[dict]:
     rows = []
     for name in names:
         posterior = load_posterior(name, path)

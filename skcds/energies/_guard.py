@@ -9,8 +9,10 @@ from numpy code. The density there is simply tiny. The guarded view gives such a
 - an exception of the model's own kinds (:data:`MODEL_ERRORS`: ``ValueError``,
   ``RuntimeError`` such as a failed Cholesky, ``ArithmeticError``) isolates the rows that
   raise by re-evaluating the batch in halves (about ``2 log2(n)`` extra calls per failing
-  row); their log-density is ``-inf`` and their score and Hessian NaN (a trajectory that
-  meets one ends there, as with any non-finite value);
+  row); their log-density is ``-inf``, and their score and Hessian zero. The score is
+  only an input of the samplers' control (any control gives exact path weights), so a
+  trajectory that passes such a point goes on with exact weights; one that ends there
+  gets weight zero;
 - a NaN or ``+inf`` log-density becomes ``-inf``.
 
 Programming errors still raise at once: ``TypeError``, ``IndexError``, torch's shape,
@@ -208,9 +210,7 @@ class _Dynamics(Energy):
         if not self.score:
             return x * 0.0 if x.requires_grad else torch.zeros_like(x)
         try:
-            score = _by_rows(
-                self.target._grad_log_prob, x, lambda rows: torch.full_like(rows.detach(), math.nan)
-            )
+            score = _by_rows(self.target._grad_log_prob, x, torch.zeros_like)
         except torch.OutOfMemoryError:
             raise
         except RuntimeError as error:  # e.g. a log-density torch cannot differentiate
@@ -228,11 +228,8 @@ class _Dynamics(Energy):
     def _hessian_log_prob(self, x: Tensor) -> Tensor:
         if not self.score:
             return x.new_zeros(x.shape[0], self.dim, self.dim)
-        return _by_rows(
-            self.target._hessian_log_prob,
-            x,
-            lambda rows: rows.new_full((rows.shape[0], self.dim, self.dim), math.nan),
-        )
+        zeros = lambda rows: rows.new_zeros(rows.shape[0], self.dim, self.dim)  # noqa: E731
+        return _by_rows(self.target._hessian_log_prob, x, zeros)
 
     def transform(self, x: Tensor) -> Tensor:
         return self.target.transform(x)
