@@ -36,6 +36,7 @@ write_reports(
         },
         "speed_cpu": "benchmarks/results/speed_cpu/speed.md",
         "readme_results": "benchmarks/results/readme_results.md",
+        "thread_contention": "benchmarks/results/thread_contention/table.md",
     },
 )
 

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from .._core import distributed, mcmc
 from .._core.reference import get_reference
+from .._core.threads import fit_threads, intra_op_threads
 from .._core.training import (
     EMA,
     apply_clip_schedule,
@@ -41,6 +42,7 @@ from ..exceptions import (
     UnreliableWeightsWarning,
 )
 from . import _validation as v
+from ._docs import refinement_doc
 from ._preparation import check_energy, prepare_energy
 from ._stopping import MONITOR_SAMPLES, Stopper
 
@@ -84,36 +86,6 @@ class _DeferredInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
-# the refinement options of every sampler's ``sample``, documented once
-_REFINEMENT_PARAMETERS = """\
-        mcmc_steps : int, default=0
-            Metropolis-adjusted Langevin moves on the energy from each sample, which make
-            sampling asymptotically exact whatever the sampler's quality (each move leaves the
-            target invariant; its step and per-coordinate scale are tuned beforehand on 256
-            independent pilot samples, then fixed). Costs ``n_samples * (mcmc_steps + 1)``
-            evaluations of ``log rho`` and its gradient, plus 15 360 for tuning; not
-            with ``return_log_weights``.
-        imh_steps : int, default=0
-            Independent Metropolis–Hastings steps before any ``mcmc_steps``: each sample is
-            a chain that moves to a fresh draw of this sampler with probability
-            ``min(1, w_new / w)`` of their importance weights. It leaves the target
-            invariant where the weights are exact, and unlike MALA it moves mass between
-            distant modes, so it corrects mode weights the sampler got wrong. Costs
-            ``imh_steps`` more draws with weights (network evaluations and Jacobians);
-            needs exact weights (not ``log_det='stochastic'``; a map that folds is warned
-            about and makes it inexact); not with ``return_log_weights``.
-"""
-
-
-def refinement_doc(method):
-    """Write the shared ``mcmc_steps`` and ``imh_steps`` entries into ``method``'s docstring,
-    where it says ``{refinement_parameters}``."""
-    if method.__doc__:  # None under python -OO
-        marker = "        {refinement_parameters}\n"
-        method.__doc__ = method.__doc__.replace(marker, _REFINEMENT_PARAMETERS)
-    return method
-
-
 def check_saved_version(owner: str, version: str | None) -> None:
     """Refuse a pickle written by another minor version of skcds (or by none)."""
     if not is_compatible(version):
@@ -140,6 +112,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         "warm_start": v.Constraint(bool, None, "a bool"),
         "dtype": v.DTYPE,
         "device": v.DEVICE,
+        "n_threads": v.N_THREADS,
         "random_state": v.RANDOM_STATE,
         "callbacks": v.CALLBACKS,
         "max_time": v.optional(v.positive_float()),
@@ -203,7 +176,9 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             self._initialize(check_energy(energy, owner))
         self._ema_start = self.n_iter_ + max(0, self.max_iter - _EMA_WINDOW)
         self._nonfinite_warned = False
-        self._train(self.max_iter)
+        work = (self._local_batch, self.control_, self.n_features_in_)
+        with intra_op_threads(fit_threads(self.n_threads, self.device_, *work)):
+            self._train(self.max_iter)
         return self
 
     def _initialize(self, energy) -> None:

@@ -18,7 +18,8 @@ from .._core.rollout import (
 )
 from ..energies._guard import reports_model_failures
 from . import _validation as v
-from ._base import _BaseSampler, refinement_doc
+from ._base import _BaseSampler
+from ._docs import refinement_doc
 
 
 class DiffusionSampler(_BaseSampler):
@@ -82,6 +83,10 @@ class DiffusionSampler(_BaseSampler):
         ``'auto'`` picks CUDA when available.
     dtype : {'float32', 'float64'}, default='float32'
         Floating-point type of the networks and samples.
+    n_threads : 'auto', int or None, default='auto'
+        torch's CPU threads during ``fit``, restored after. ``'auto'``: one for small
+        networks, which a busy machine cannot stall (see :ref:`threads`); ``None``:
+        torch's setting.
     random_state : None, int or RandomState, default=None
         Seeds a private ``torch.Generator``; torch's global RNG is never used.
     verbose : int, default=0
@@ -187,6 +192,7 @@ class DiffusionSampler(_BaseSampler):
         execution: str = "auto",
         device="auto",
         dtype="float32",
+        n_threads="auto",
         random_state=None,
         verbose: int = 0,
         warm_start: bool = False,
@@ -210,6 +216,7 @@ class DiffusionSampler(_BaseSampler):
         self.execution = execution
         self.device = device
         self.dtype = dtype
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start

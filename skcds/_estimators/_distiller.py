@@ -19,8 +19,9 @@ from .._core.rollout import standard_normal
 from .._core.training import EMA
 from ..energies._guard import reports_model_failures
 from . import _validation as v
-from ._base import _BaseSampler, refinement_doc
+from ._base import _BaseSampler
 from ._diffusion import DiffusionSampler
+from ._docs import refinement_doc
 
 _TEACHER_FLOWS = {"euler": euler_flow, "heun": heun_flow}
 
@@ -76,6 +77,10 @@ class ConsistentDistiller(_BaseSampler):
         ``'auto'`` picks CUDA when available.
     dtype : {'float32', 'float64'}, default='float32'
         Floating-point type of the student and the samples.
+    n_threads : 'auto', int or None, default='auto'
+        torch's CPU threads during ``fit``, restored after. ``'auto'``: one for small
+        networks, which a busy machine cannot stall (see :ref:`threads`); ``None``:
+        torch's setting.
     random_state : None, int or RandomState, default=None
         Seeds a private ``torch.Generator``; torch's global RNG is never used.
     verbose : int, default=0
@@ -171,6 +176,7 @@ class ConsistentDistiller(_BaseSampler):
         loss: str = "l2",
         device="auto",
         dtype="float32",
+        n_threads="auto",
         random_state=None,
         verbose: int = 0,
         warm_start: bool = False,
@@ -193,6 +199,7 @@ class ConsistentDistiller(_BaseSampler):
         self.loss = loss
         self.device = device
         self.dtype = dtype
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start

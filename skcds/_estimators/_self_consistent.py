@@ -24,8 +24,8 @@ from .._core.reference import FLOW_REFERENCES
 from .._core.training import EMA
 from ..energies._guard import reports_model_failures
 from . import _validation as v
-from ._base import refinement_doc
 from ._diffusion import DiffusionSampler
+from ._docs import refinement_doc
 
 
 def _power_of_two(n) -> bool:
@@ -119,6 +119,10 @@ class SelfConsistentSampler(DiffusionSampler):
         ``'auto'`` picks CUDA when available.
     dtype : {'float32', 'float64'}, default='float32'
         Floating-point type of the network and samples.
+    n_threads : 'auto', int or None, default='auto'
+        torch's CPU threads during ``fit``, restored after. ``'auto'``: one for small
+        networks, which a busy machine cannot stall (see :ref:`threads`); ``None``:
+        torch's setting.
     random_state : None, int or RandomState, default=None
         Seeds a private ``torch.Generator``; torch's global RNG is never used.
     verbose : int, default=0
@@ -247,6 +251,7 @@ class SelfConsistentSampler(DiffusionSampler):
         execution: str = "auto",
         device="auto",
         dtype="float32",
+        n_threads="auto",
         random_state=None,
         verbose: int = 0,
         warm_start: bool = False,
@@ -271,6 +276,7 @@ class SelfConsistentSampler(DiffusionSampler):
             execution=execution,
             device=device,
             dtype=dtype,
+            n_threads=n_threads,
             random_state=random_state,
             verbose=verbose,
             warm_start=warm_start,

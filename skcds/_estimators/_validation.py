@@ -134,4 +134,9 @@ def _are_callbacks(value) -> bool:
 
 DEVICE = Constraint(object, _is_device, "'auto' or a torch device such as 'cpu' or 'cuda:0'")
 RANDOM_STATE = Constraint(object, _is_seed, "None, an int in [0, 2**32) or a RandomState")
+N_THREADS = Constraint(
+    object,
+    lambda n: n is None or (isinstance(n, str) and n == "auto") or positive_int().accepts(n),
+    "'auto', None or an int >= 1",
+)
 CALLBACKS = Constraint(object, _are_callbacks, "None or a list of callables")

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from functools import partial
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from .._core.threads import intra_op_threads
 
 # exp(-80) ~ 1.8e-35 is a normal float32; torch.exp is ~20x slower on CPU for arguments that
 # underflow, and terms below e^-80 times the largest one cannot change a float64 sum of fewer
@@ -114,21 +115,6 @@ def _evaluate(objective: Objective, h: Tensor) -> tuple[float, float]:
     return float(loss), float(grad.abs().sum()) / h.shape[0]
 
 
-@contextmanager
-def _single_thread(device: torch.device) -> Iterator[None]:
-    """One intra-op thread on CPU: ``torch.optim.LBFGS`` takes dozens of float64 dot products
-    per iteration, and with two threads each took 8 ms instead of 4 us (2-core VM, MKL)."""
-    if device.type != "cpu":
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _lbfgs(
     objective: Objective, h0: Tensor, max_iter: int, tol: float
 ) -> tuple[Tensor, int, float]:
@@ -169,7 +155,9 @@ def solve_semi_dual(scaled: Tensor, max_iter: int, tol: float) -> tuple[Tensor, 
     """Rounds of L-BFGS on the support's semi-dual from ``h = 0``, each checked on the full
     matrix; returns ``h``, the L-BFGS iterations and the full L1 marginal error."""
     h, n_iter, error = scaled.new_zeros(scaled.shape[1]), 0, math.inf
-    with _single_thread(scaled.device):
+    # one intra-op thread on CPU: torch.optim.LBFGS takes dozens of float64 dot products per
+    # iteration, and with two threads each took 8 ms instead of 4 us (2-core VM, MKL)
+    with intra_op_threads(1 if scaled.device.type == "cpu" else None):
         for _ in range(_ROUNDS):
             h, used, _ = _lbfgs(_restricted(scaled, h), h, max_iter - n_iter, tol)
             n_iter += used
