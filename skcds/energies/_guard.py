@@ -184,6 +184,16 @@ def _by_rows(fn, x: Tensor, fill) -> Tensor:
     return torch.cat([p.to(x.dtype) for p in parts])
 
 
+def _on_finite_rows(fn, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``fn(x)`` with NaN for the rows of ``x`` that are not finite, and the mask of the
+    finite ones. Those rows never reach the model (they are zeros there): they belong to
+    trajectories that died upstream, so what the model does at them is not its failure
+    (torch.distributions' validation raises on NaN). No host-device synchronisation."""
+    finite = torch.isfinite(x).all(-1)
+    out = fn(torch.where(finite[:, None], x, 0.0))
+    return torch.where(finite.view(-1, *(1,) * (out.dim() - 1)), out, math.nan), finite
+
+
 class _Dynamics(Energy):
     """``energy`` as skcds's loops call it: guarded (see the module), and every output's
     form checked (shape and dtype, no device sync), so a fault that appears mid-training is
@@ -201,8 +211,11 @@ class _Dynamics(Energy):
         def log_prob(rows):
             return _check_form(self.target._log_prob(rows), rows, self.where)
 
-        out = _by_rows(log_prob, x, lambda rows: rows.new_full(rows.shape[:1], -math.inf))
-        bad = torch.isnan(out) | (out == math.inf)
+        out, finite = _on_finite_rows(
+            lambda z: _by_rows(log_prob, z, lambda rows: rows.new_full(rows.shape[:1], -math.inf)),
+            x,
+        )
+        bad = (torch.isnan(out) | (out == math.inf)) & finite
         _record("note_nonfinite")(bad)
         return torch.where(bad, -math.inf, out)
 
@@ -210,7 +223,9 @@ class _Dynamics(Energy):
         if not self.score:
             return x * 0.0 if x.requires_grad else torch.zeros_like(x)
         try:
-            score = _by_rows(self.target._grad_log_prob, x, torch.zeros_like)
+            score, _ = _on_finite_rows(
+                lambda z: _by_rows(self.target._grad_log_prob, z, torch.zeros_like), x
+            )
         except torch.OutOfMemoryError:
             raise
         except RuntimeError as error:  # e.g. a log-density torch cannot differentiate
@@ -229,7 +244,7 @@ class _Dynamics(Energy):
         if not self.score:
             return x.new_zeros(x.shape[0], self.dim, self.dim)
         zeros = lambda rows: rows.new_zeros(rows.shape[0], self.dim, self.dim)  # noqa: E731
-        return _by_rows(self.target._hessian_log_prob, x, zeros)
+        return _on_finite_rows(lambda z: _by_rows(self.target._hessian_log_prob, z, zeros), x)[0]
 
     def transform(self, x: Tensor) -> Tensor:
         return self.target.transform(x)

@@ -156,3 +156,22 @@ def test_private_records_stay_out_of_the_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Owner(refusing({2})[0], private=True).run()
+
+
+def test_rows_that_are_not_finite_never_reach_the_model_nor_count_as_its_failures():
+    seen = []
+
+    def log_prob(x):
+        seen.append(x.clone())
+        if bool(x.isnan().any()):
+            raise ValueError("validation: NaN is outside the support")
+        return -0.5 * (x**2).sum(-1)
+
+    x = indexed(4)
+    x[1, 1], x[3, 0] = math.nan, math.inf
+    guarded = dynamics_view(from_log_prob(log_prob, dim=2))
+    with recording() as failures:
+        out, score = guarded._log_prob(x), guarded._grad_log_prob(x)
+    assert not failures and all(bool(torch.isfinite(s).all()) for s in seen)
+    assert torch.isnan(out[[1, 3]]).all() and torch.isfinite(out[[0, 2]]).all()
+    assert torch.isnan(score[[1, 3]]).all() and torch.isfinite(score[[0, 2]]).all()

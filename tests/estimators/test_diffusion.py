@@ -1,6 +1,7 @@
 import io
 import math
 import pickle
+import warnings
 from pathlib import Path
 
 import joblib
@@ -11,7 +12,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from skcds import DiffusionSampler
-from skcds.energies import GaussianMixture, from_log_prob
+from skcds.energies import Energy, GaussianMixture, from_log_prob
 from skcds.exceptions import IncompatibleModelError
 
 TINY = {"n_steps": 8, "max_iter": 3, "batch_size": 16}
@@ -260,15 +261,39 @@ def _half_plane_log_prob(x):
     return torch.where(x[:, 0] < 0, inside, torch.full_like(inside, -math.inf))
 
 
+class _NaNScoreOnHalfPlane(Energy):
+    """A standard normal whose score is NaN for x_0 > 0: a trajectory that meets it dies,
+    and its weight is non-finite."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dim = 2
+
+    def _log_prob(self, x):
+        return -0.5 * (x**2).sum(-1)
+
+    def _grad_log_prob(self, x):
+        return torch.where(x[:, :1] > 0, torch.nan, -x)
+
+
 def test_frequent_nonfinite_weights_warn_once_and_training_goes_on():
     from skcds.exceptions import NonFiniteWarning
 
-    energy = from_log_prob(_half_plane_log_prob, dim=2)
     sampler = DiffusionSampler(n_steps=8, max_iter=12, batch_size=64, random_state=0)
     with pytest.warns(NonFiniteWarning, match=r"% of the samples of the last 10 iterations"):
-        sampler.fit(energy)
+        sampler.fit(_NaNScoreOnHalfPlane())
     assert sampler.n_iter_ == 12 and sum(r["n_nonfinite"] for r in sampler.history_) > 0
     assert all(torch.isfinite(p).all() for p in sampler.control_.parameters())
+
+
+def test_zero_density_draws_stay_in_the_loss():
+    """A log-density of -inf (zero density) is not a failure: those draws train with a
+    stand-in density below the batch's (skcds._core.losses.floor_zero_density)."""
+    sampler = DiffusionSampler(n_steps=8, max_iter=12, batch_size=64, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sampler.fit(from_log_prob(_half_plane_log_prob, dim=2))
+    assert sum(r["n_nonfinite"] for r in sampler.history_) == 0
 
 
 def test_nothing_finite_is_a_clear_error_and_no_update_is_taken():

@@ -225,6 +225,9 @@ BAD_VALUES = {
     "langevin": NOT_BOOL,
     "dtype": NOT_OPTION,
     "device": st.one_of(st.sampled_from(["gpu", "cuda:x", "tpu", ""]), st.integers(max_value=-1)),
+    "n_threads": st.one_of(
+        _ints_below(1), st.text(max_size=4).filter(lambda t: t != "auto"), st.floats()
+    ),
     "random_state": st.one_of(st.integers(max_value=-1), st.integers(min_value=2**32)),
     "callbacks": st.one_of(st.lists(st.integers(), min_size=1, max_size=2), st.text(max_size=3)),
     "loss": NOT_OPTION,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from skcds import ConsistentDistiller, DiffusionSampler, SelfConsistentSampler
-from skcds._core.threads import SMALL_WORK, fit_threads
+from skcds._core.threads import SMALL_WORK, fit_threads, intra_op_threads
 from skcds.energies import GaussianMixture
 
 TINY = {"n_steps": 4, "max_iter": 2, "batch_size": 16, "random_state": 0}
@@ -79,3 +79,10 @@ def test_torchs_setting_is_restored_when_training_fails(two_threads):
 def test_invalid_n_threads_is_refused_by_name(bad):
     with pytest.raises(ValueError, match=r"'n_threads' parameter of DiffusionSampler must be"):
         DiffusionSampler(**TINY, n_threads=bad).fit(GaussianMixture.grid())
+
+
+@pytest.mark.parametrize(("n", "inside"), [(1, 1), (3, 3), (None, 2)])
+def test_intra_op_threads_sets_and_restores(two_threads, n, inside):
+    with intra_op_threads(n):
+        assert torch.get_num_threads() == inside
+    assert torch.get_num_threads() == 2

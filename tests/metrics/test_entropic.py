@@ -6,7 +6,6 @@ import math
 import torch
 
 from skcds.metrics._entropic import (
-    _single_thread,
     dense_semi_dual,
     solve_semi_dual,
     sparse_semi_dual,
@@ -58,14 +57,3 @@ def test_solution_has_exact_rows_and_columns_within_tol(global_random_seed):
     plan = log_plan.exp()
     torch.testing.assert_close(plan.sum(1), torch.full((60,), 1 / 60, dtype=torch.float64))
     assert float((plan.sum(0) - 1 / 45).abs().sum()) <= 1e-6
-
-
-def test_single_thread_restores_the_thread_count():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with _single_thread(torch.device("cpu")):
-            assert torch.get_num_threads() == 1
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(previous)
