@@ -19,8 +19,8 @@ from scipy import optimize
 
 from ..exceptions import EnergyError
 from ._affine import AffineTransformed
-from ._base import Energy, _check_form
-from ._guard import is_model_failure
+from ._base import Energy
+from ._guard import dynamics_view, is_model_failure, recording
 
 __all__ = ["Preconditioning", "laplace_approximation", "precondition"]
 
@@ -68,28 +68,23 @@ class Preconditioning:
 
 
 def _float64_log_prob(energy: Energy):
-    """``log rho`` and its gradient in float64 on the energy's device, as numpy, for scipy;
-    ``-inf`` (and a zero gradient) where the user's code raises or returns non-finite
-    values: the optimiser then backtracks instead of stopping the fit."""
-    target, where = copy.deepcopy(energy).double(), type(energy).__name__
+    """``log rho`` and its gradient in float64 on the energy's device, as numpy, for scipy,
+    through the guarded view: ``-inf`` (and a zero gradient) where the model fails, so the
+    optimiser backtracks instead of stopping the fit. The search's far points are skcds's
+    own: their failures stay out of the fit's warning."""
+    target = copy.deepcopy(energy).double()
     anchor = next((b for b in target.buffers()), None)
     device = anchor.device if anchor is not None else torch.device("cpu")
+    guarded = dynamics_view(target)
 
     def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
         point = torch.as_tensor(x, dtype=torch.float64, device=device)[None]
-        try:
-            with torch.enable_grad():
-                point.requires_grad_(True)
-                log_p = _check_form(target._log_prob(point), point, where)
-                (grad,) = torch.autograd.grad(log_p.sum(), point)
-        except Exception as error:  # a point the model refuses has zero density (_guard)
-            if not is_model_failure(error):
-                raise  # a malformed output or a bug is the user's to fix, wherever it shows
-            return -math.inf, np.zeros_like(x)
-        value, grad = float(log_p[0].detach()), grad[0].detach().cpu().numpy()
-        if not math.isfinite(value) or not np.isfinite(grad).all():
-            return -math.inf, np.zeros_like(x)
-        return value, grad
+        with torch.no_grad(), recording(private=True):
+            value = float(guarded._log_prob(point)[0])
+            if not math.isfinite(value):
+                return -math.inf, np.zeros_like(x)
+            grad = guarded._grad_log_prob(point)[0].cpu().numpy()
+        return (value, grad) if np.isfinite(grad).all() else (-math.inf, np.zeros_like(x))
 
     return target, device, value_and_grad
 
@@ -185,13 +180,8 @@ def _has_hessian(target: Energy, device) -> bool:
 
 def _elbo(energy: Energy, z: torch.Tensor) -> float:
     """``E[log rho(z) - log N(z; 0, I)]`` over ``z`` (``-inf`` if the energy fails there)."""
-    try:
-        with torch.no_grad():
-            log_rho = energy._log_prob(z)
-    except Exception as error:
-        if not is_model_failure(error):
-            raise
-        return -math.inf
+    with torch.no_grad(), recording(private=True):
+        log_rho = dynamics_view(energy, score=False)._log_prob(z)
     log_normal = -0.5 * z.square().sum(-1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
     values = log_rho - log_normal
     return float(values.mean()) if bool(torch.isfinite(values).all()) else -math.inf
