@@ -26,9 +26,9 @@ ZERO_DENSITY_MARGIN = 10.0  # nats below the batch's lowest finite log rho
 
 
 def floor_zero_density(log_target: Tensor) -> Tensor:
-    """``log rho`` of a training batch, where ``-inf`` (zero density: the user's model raised
-    or returned NaN there, see :mod:`skcds.energies._guard`) becomes the batch's lowest
-    finite value (over every rank) minus :data:`ZERO_DENSITY_MARGIN`.
+    """``log rho`` of a training batch, where ``-inf`` (zero density: the model returned
+    ``-inf``, or raised or returned NaN there, see :mod:`skcds.energies._guard`) becomes the
+    batch's lowest finite value (over every rank) minus :data:`ZERO_DENSITY_MARGIN`.
 
     Masked out instead, as non-finite log-weights are, such samples leave the loss blind
     to where they landed: never penalised for going there, a sampler moved its mass into
