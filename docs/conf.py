@@ -37,6 +37,7 @@ write_reports(
         "speed_cpu": "benchmarks/results/speed_cpu/speed.md",
         "readme_results": "benchmarks/results/readme_results.md",
         "thread_contention": "benchmarks/results/thread_contention/table.md",
+        "flow_student_study": "benchmarks/results/flow_student_study/table.md",
     },
 )
 
