@@ -149,7 +149,8 @@ def report(students: Path, peers: Path) -> list[str]:
     for path in sorted(students.glob("*/*.json")):
         r = json.loads(path.read_text())
         seconds = r["teacher_process_seconds"] + r["student"]["seconds"]
-        name = f"flow student, reverse-KL mix {r['mix']:g}, seed {r['seed']}"
+        kind = "coupling" if r.get("passes") else "autoregressive"
+        name = f"flow student ({kind}), reverse-KL mix {r['mix']:g}, seed {r['seed']}"
         lines.append("| " + " | ".join([r["target"], name, f"{seconds:.0f}"] + _cells(r["eval"])))
         teacher = f"its teacher, DIS {r['n_steps']}-step SDE"
         cells = [r["target"], teacher, f"{r['teacher_process_seconds']:.0f}"]
@@ -171,6 +172,9 @@ def main() -> None:
     parser.add_argument("--n-steps", type=int, default=32)
     parser.add_argument("--mix", type=float, default=1.0, help="weight of the reverse KL")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--passes", type=int, default=None, help="2: coupling NSF (one pass to sample)"
+    )
     parser.add_argument("--out", default="bench_results/flow_student_study")
     args = parser.parse_args()
     if args.report:
@@ -190,7 +194,9 @@ def main() -> None:
 
     teacher, teacher_seconds = fit_teacher(energy, args.n_steps, args.teacher_seconds, args.seed)
     x0, _ = teacher_draws(teacher, 4096, seed=999)
-    flow = zuko.flows.NSF(features=energy.dim, transforms=TRANSFORMS, hidden_features=HIDDEN)
+    flow = zuko.flows.NSF(
+        features=energy.dim, transforms=TRANSFORMS, hidden_features=HIDDEN, passes=args.passes
+    )
     student = Standardised(flow, x0.mean(0), x0.std(0))
     training = train_student(student, teacher, energy, args.student_seconds, args.mix)
     record = {
@@ -198,6 +204,7 @@ def main() -> None:
         "seed": args.seed,
         "mix": args.mix,
         "n_steps": args.n_steps,
+        "passes": args.passes,
         "teacher_iterations": teacher.n_iter_,
         "teacher_process_seconds": teacher_seconds,
         "student": training,
@@ -208,7 +215,8 @@ def main() -> None:
     out = Path(args.out) / args.target
     out.mkdir(parents=True, exist_ok=True)
     total = math.floor(args.teacher_seconds + args.student_seconds)
-    name = f"mix{args.mix:g}_{total}s_seed{args.seed}"
+    coupling = "" if args.passes is None else f"_passes{args.passes}"
+    name = f"mix{args.mix:g}{coupling}_{total}s_seed{args.seed}"
     (out / f"{name}.json").write_text(json.dumps(record, indent=1))
     print(json.dumps({"target": args.target, "mix": args.mix} | record["eval"]))
     print("teacher", json.dumps(record["teacher_eval"]), json.dumps(training))
