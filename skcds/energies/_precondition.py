@@ -79,11 +79,18 @@ def _float64_log_prob(energy: Energy):
 
     def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
         point = torch.as_tensor(x, dtype=torch.float64, device=device)[None]
-        with torch.no_grad(), recording(private=True):
-            value = float(guarded._log_prob(point)[0])
+        with torch.enable_grad(), recording(private=True):
+            log_p = guarded._log_prob(point.requires_grad_(True))
+            value = float(log_p[0].detach())
             if not math.isfinite(value):
                 return -math.inf, np.zeros_like(x)
-            grad = guarded._grad_log_prob(point)[0].cpu().numpy()
+            # one pass where torch differentiates the model; its own score (e.g. finite
+            # differences for a numpy log-density) otherwise
+            if log_p.requires_grad:
+                (grad,) = torch.autograd.grad(log_p.sum(), point)
+            else:
+                grad = guarded._grad_log_prob(point.detach())
+        grad = grad[0].detach().cpu().numpy()
         return (value, grad) if np.isfinite(grad).all() else (-math.inf, np.zeros_like(x))
 
     return target, device, value_and_grad
