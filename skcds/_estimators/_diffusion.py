@@ -295,7 +295,7 @@ class DiffusionSampler(_BaseSampler):
                 step=step,
                 generator=self._generator,
             )
-            log_w = floor_zero_density(roll.log_target) - roll.log_rnd
+            rnd = roll.log_rnd
         else:
             noise = standard_normal(
                 (self.n_steps, *x0.shape),
@@ -307,7 +307,7 @@ class DiffusionSampler(_BaseSampler):
             with torch.no_grad():
                 roll = self._detached_rollout(times, x0, noise, step)
             rnd = training_log_rnd(self.control_, self.reference_, times, roll, step)
-            log_w = floor_zero_density(roll.log_target) - rnd
+        log_w = floor_zero_density(roll.log_target) - rnd
         value, n_nonfinite = get_loss(self.loss)(log_w)
         return value / self.n_features_in_, n_nonfinite, roll
 

@@ -184,13 +184,14 @@ def _by_rows(fn, x: Tensor, fill) -> Tensor:
     return torch.cat([p.to(x.dtype) for p in parts])
 
 
-def _on_finite_rows(fn, x: Tensor) -> tuple[Tensor, Tensor]:
-    """``fn(x)`` with NaN for the rows of ``x`` that are not finite, and the mask of the
-    finite ones. Those rows never reach the model (they are zeros there): they belong to
+def _guarded(fn, x: Tensor, fill) -> tuple[Tensor, Tensor]:
+    """``fn(x)`` with the rows where it raises a model failure isolated (:func:`_by_rows`,
+    ``fill``) and NaN for the rows of ``x`` that are not finite; and the mask of the finite
+    ones. Those rows never reach the model (they are zeros there): they belong to
     trajectories that died upstream, so what the model does at them is not its failure
     (torch.distributions' validation raises on NaN). No host-device synchronisation."""
     finite = torch.isfinite(x).all(-1)
-    out = fn(torch.where(finite[:, None], x, 0.0))
+    out = _by_rows(fn, torch.where(finite[:, None], x, 0.0), fill)
     return torch.where(finite.view(-1, *(1,) * (out.dim() - 1)), out, math.nan), finite
 
 
@@ -211,10 +212,7 @@ class _Dynamics(Energy):
         def log_prob(rows):
             return _check_form(self.target._log_prob(rows), rows, self.where)
 
-        out, finite = _on_finite_rows(
-            lambda z: _by_rows(log_prob, z, lambda rows: rows.new_full(rows.shape[:1], -math.inf)),
-            x,
-        )
+        out, finite = _guarded(log_prob, x, lambda rows: rows.new_full(rows.shape[:1], -math.inf))
         bad = (torch.isnan(out) | (out == math.inf)) & finite
         _record("note_nonfinite")(bad)
         return torch.where(bad, -math.inf, out)
@@ -223,9 +221,7 @@ class _Dynamics(Energy):
         if not self.score:
             return x * 0.0 if x.requires_grad else torch.zeros_like(x)
         try:
-            score, _ = _on_finite_rows(
-                lambda z: _by_rows(self.target._grad_log_prob, z, torch.zeros_like), x
-            )
+            score, _ = _guarded(self.target._grad_log_prob, x, torch.zeros_like)
         except torch.OutOfMemoryError:
             raise
         except RuntimeError as error:  # e.g. a log-density torch cannot differentiate
@@ -244,7 +240,7 @@ class _Dynamics(Energy):
         if not self.score:
             return x.new_zeros(x.shape[0], self.dim, self.dim)
         zeros = lambda rows: rows.new_zeros(rows.shape[0], self.dim, self.dim)  # noqa: E731
-        return _on_finite_rows(lambda z: _by_rows(self.target._hessian_log_prob, z, zeros), x)[0]
+        return _guarded(self.target._hessian_log_prob, x, zeros)[0]
 
     def transform(self, x: Tensor) -> Tensor:
         return self.target.transform(x)
