@@ -48,7 +48,9 @@ def _energies() -> dict:
     return {name: getattr(energies, name) for name in (*names, "FabManyWell", "AffineTransformed")}
 
 
-_NETWORKS = {"ControlNet": networks.ControlNet, "ConsistencyNet": networks.ConsistencyNet}
+_NETWORKS = {
+    cls.__name__: cls for cls in (networks.ControlNet, networks.ConsistencyNet, networks.FlowNet)
+}
 _REFERENCES = {cls.__name__: cls for cls in reference.REFERENCES.values()}
 
 

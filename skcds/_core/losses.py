@@ -18,6 +18,7 @@ __all__ = [
     "get_loss",
     "kl",
     "log_variance",
+    "weighted_forward_kl",
     "zero_rows",
 ]
 
@@ -77,6 +78,27 @@ def kl(log_w: Tensor) -> tuple[Tensor, Tensor]:
     # data-parallel: this rank's share of the mean over all ranks' finite samples, times W
     n = distributed.global_sum(count).clamp(min=1).to(log_w.dtype)
     return -distributed.active_size() * filled.sum() / n, log_w.shape[0] - count
+
+
+def weighted_forward_kl(log_q: Tensor, log_w: Tensor) -> tuple[Tensor, Tensor]:
+    """Weighted maximum likelihood ``-sum_i w_i log q(x_i)`` of a density model ``q`` on
+    draws ``x_i`` of a proposal with importance log-weights ``log_w`` (``log rho - log
+    proposal``, detached): the weights are self-normalised over the finite samples of the
+    batch (of every rank), so the loss estimates ``KL(rho / Z || q)`` up to a constant
+    whatever the proposal, and its minimiser is ``rho / Z``, not the proposal's law.
+
+    ``log_q`` must be finite where ``log_w`` is (rows masked there get zero weight).
+    """
+    filled, keep, count = _mask(log_w.detach())
+    log_w = torch.where(keep.bool(), filled, -torch.inf)
+    top = -distributed.global_min(-log_w.max())  # the global max, for a stable softmax
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    unnormalised = torch.exp(log_w - top)
+    mass = distributed.global_sum(unnormalised.sum())
+    w = unnormalised / mass.clamp(min=torch.finfo(mass.dtype).tiny)
+    log_q = torch.where(keep.bool(), log_q, torch.zeros_like(log_q))
+    # data-parallel: this rank's share of the global sum, times W (gradients are averaged)
+    return -distributed.active_size() * (w * log_q).sum(), log_w.shape[0] - count
 
 
 def finite_rows(*tensors: Tensor) -> Tensor:

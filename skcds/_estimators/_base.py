@@ -105,9 +105,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         "n_steps": v.positive_int(),
         "max_iter": v.positive_int(),
         "batch_size": v.Constraint(int, lambda n: n >= 2, "an int >= 2"),
-        # Adam moves each weight by about the learning rate per step: above 1 is a typo
-        # (5e3 for 5e-3) that overflows the weights, not a setting
-        "learning_rate": v.Constraint(numbers.Real, lambda r: 0 < r <= 1, "a float in (0, 1]"),
+        "learning_rate": v.LEARNING_RATE,
         "verbose": v.Constraint(int, lambda n: n >= 0, "an int >= 0"),
         "warm_start": v.Constraint(bool, None, "a bool"),
         "dtype": v.DTYPE,
@@ -201,10 +199,15 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         self.n_features_in_ = energy.dim
         module = self._build(energy.dim, init_generator)
         self.control_ = module.to(device=self.device_, dtype=self._dtype)
-        self._optimizer = make_optimizer(self.control_.parameters(), self.learning_rate)
+        self._optimizer = make_optimizer(self.control_.parameters(), self._learning_rate)
         self._scheduler = make_scheduler(self._optimizer, self.max_iter)
         self._ema, self._captured = None, {}
         self.history_, self.n_iter_ = [], 0
+
+    @property
+    def _learning_rate(self) -> float:
+        """The initial learning rate (``learning_rate``, where a sampler has no 'auto')."""
+        return self.learning_rate
 
     def _replace_energy(self, energy) -> None:
         """A warm start on ``energy``: same dimension, checked on a probe batch of its own
@@ -856,7 +859,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             if getattr(self, name, None) is not None:
                 getattr(self, name).module.to(device=device, dtype=dtype)
         optimizer_state, scheduler_state = self._optimizer, self._scheduler
-        self._optimizer = make_optimizer(self.control_.parameters(), self.learning_rate)
+        self._optimizer = make_optimizer(self.control_.parameters(), self._learning_rate)
         self._optimizer.load_state_dict(optimizer_state)
         self._scheduler = make_scheduler(self._optimizer, self.max_iter)
         self._scheduler.load_state_dict(scheduler_state)

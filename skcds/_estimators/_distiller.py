@@ -1,21 +1,26 @@
-"""ConsistentDistiller: CDDS (method.md §3), a one-step sampler distilled from a fitted
-diffusion sampler along its probability-flow ODE, with no stored dataset."""
+"""ConsistentDistiller: a one-step sampler distilled from a fitted diffusion sampler with no
+stored dataset: CDDS (method.md §3), a consistency function on the teacher's probability-flow
+ODE, or an invertible flow fitted to the law of the teacher's SDE by weighted maximum
+likelihood (issue 27)."""
 
 from __future__ import annotations
 
 import copy
+import math
 import numbers
 
 import torch
 from sklearn.base import clone
 
+from .._core import mcmc
 from .._core.consistency import coarse_indices, distillation_loss
 from .._core.flow import euler_flow, heun_flow
 from .._core.grids import uniform_grid
 from .._core.logdet import map_log_abs_det
-from .._core.networks import ConsistencyNet
+from .._core.losses import finite_rows, kl, weighted_forward_kl, zero_rows
+from .._core.networks import ConsistencyNet, FlowNet
 from .._core.reference import FLOW_REFERENCES
-from .._core.rollout import standard_normal
+from .._core.rollout import euler_maruyama, standard_normal
 from .._core.training import EMA
 from ..energies._guard import reports_model_failures
 from . import _validation as v
@@ -24,12 +29,28 @@ from ._diffusion import DiffusionSampler
 from ._docs import refinement_doc
 
 _TEACHER_FLOWS = {"euler": euler_flow, "heun": heun_flow}
+_LEARNING_RATES = {"consistency": 5e-3, "flow": 1e-3}  # learning_rate='auto'
+_MOMENT_DRAWS = 4096  # teacher draws that set the flow's fixed loc and scale
 
 
 class ConsistentDistiller(_BaseSampler):
-    """Consistency-distilled diffusion sampler (CDDS): one network evaluation per sample.
+    """A one-step sampler distilled from a fitted diffusion sampler: one network evaluation
+    per sample, with no stored dataset.
 
-    A consistency function ``f(x_t, t) -> x_T`` is trained to map every state of a fitted
+    Two students (``student``):
+
+    ``'flow'``: an invertible coupling flow (:class:`~skcds._core.networks.FlowNet`) fitted
+    to the law of the teacher's SDE. Each iteration draws fresh trajectories of the
+    teacher's ``n_steps``-step SDE with their exact path log-weights and maximises the
+    self-normalised weighted log-likelihood of their endpoints (the forward KL), so the
+    student's target is ``rho`` itself, not the teacher's biased law; ``reverse_kl`` adds
+    the reverse KL on the flow's own draws. The flow's log-density comes with each draw, so
+    one-step weights are exact at every dimension (no Jacobian, no fold). ``n_steps=k``
+    follows the flow's draw with ``k - 1`` independent Metropolis-Hastings steps that
+    propose fresh flow draws: each step leaves ``rho`` invariant, so the law can only move
+    closer to ``rho`` (in total variation) as ``k`` grows.
+
+    ``'consistency'`` (CDDS, the paper's algorithm): a consistency function ``f(x_t, t) -> x_T`` is trained to map every state of a fitted
     diffusion sampler's probability-flow ODE to the ODE's endpoint. Each iteration integrates
     the teacher's ODE from fresh prior samples up to a random interval of a coarse time grid
     and pulls the student's output at the interval's start towards its output at the
@@ -51,19 +72,25 @@ class ConsistentDistiller(_BaseSampler):
         modified); an unfitted one is cloned and fitted first on the same energy.
     energy : Energy, default=None
         Target density; defaults to the fitted teacher's.
+    student : {'consistency', 'flow'}, default='consistency'
+        The one-step student: CDDS's consistency function on the teacher's ODE, or an
+        invertible flow fitted to the teacher's SDE law (see above).
+    reverse_kl : float, default=0.0
+        ``student='flow'``: weight of the reverse KL ``E_q[log q - log rho]`` added to the
+        weighted forward KL (needs a differentiable ``log_prob``).
     n_intervals : int, default=17
-        Intervals of the coarse training grid, chosen evenly among the teacher's ``n_steps``
+        ``student='consistency'``: intervals of the coarse training grid, chosen evenly among the teacher's ``n_steps``
         grid points (the reference code's 18 points on 128 steps). Multistep sampling may use
         up to this many steps.
     max_iter : int, default=20_000
         Training iterations (the reference code uses 150 000).
     batch_size : int, default=512
         Teacher trajectories per iteration.
-    learning_rate : float, default=5e-3
+    learning_rate : 'auto' or float, default='auto'
         Initial Adam learning rate, in ``(0, 1]``; it decays in steps to 2% of this value
-        over ``max_iter``.
+        over ``max_iter``. ``'auto'``: 5e-3 for the consistency student, 1e-3 for the flow.
     solver : {'euler', 'heun'}, default='euler'
-        Solver of the teacher's probability-flow ODE on its own grid: Euler (the reference
+        ``student='consistency'``: solver of the teacher's probability-flow ODE on its own grid: Euler (the reference
         code, one teacher evaluation per step) or Heun (second order, two).
     target : {'online', 'ema'}, default='online'
         The target network: the student itself under stop-gradient (reference code) or an
@@ -110,8 +137,9 @@ class ConsistentDistiller(_BaseSampler):
     reference_ : object
         The teacher's reference process.
     history_ : list of dict
-        One row per iteration: ``loss``, ``interval`` (the coarse interval trained),
-        ``learning_rate``, ``grad_norm``, ``n_nonfinite``, ``skipped``, ``elapsed``.
+        One row per iteration: ``loss``, ``interval`` (the coarse interval trained; the
+        consistency student) or ``teacher_ess`` (the normalised ESS of the batch's weights;
+        the flow), ``learning_rate``, ``grad_norm``, ``n_nonfinite``, ``skipped``, ``elapsed``.
     n_iter_ : int
         Completed iterations.
     stop_reason_ : str
@@ -131,6 +159,10 @@ class ConsistentDistiller(_BaseSampler):
     -----
     Sampling uses only the student (``control_``, ``energy_`` and ``reference_``): a saved
     student samples without the teacher.
+
+    The flow student learns from batches weighted by the teacher's path weights: the
+    fewer effective draws per batch (``history_['teacher_ess']``), the noisier the mode
+    weights it learns; a larger ``batch_size`` or a better teacher helps.
 
     References
     ----------
@@ -152,6 +184,15 @@ class ConsistentDistiller(_BaseSampler):
 
     _parameter_constraints = {
         **{k: c for k, c in _BaseSampler._parameter_constraints.items() if k != "n_steps"},
+        "student": v.one_of("consistency", "flow"),
+        "reverse_kl": v.Constraint(
+            numbers.Real, lambda r: r >= 0 and math.isfinite(r), "a float >= 0"
+        ),
+        "learning_rate": v.Constraint(
+            object,
+            lambda r: r == "auto" or v.LEARNING_RATE.accepts(r),
+            "'auto' or a float in (0, 1]",
+        ),
         "n_intervals": v.positive_int(),
         "solver": v.one_of(*_TEACHER_FLOWS),
         "target": v.one_of("online", "ema"),
@@ -166,10 +207,12 @@ class ConsistentDistiller(_BaseSampler):
         teacher=None,
         energy=None,
         *,
+        student: str = "consistency",
+        reverse_kl: float = 0.0,
         n_intervals: int = 17,
         max_iter: int = 20_000,
         batch_size: int = 512,
-        learning_rate: float = 5e-3,
+        learning_rate="auto",
         solver: str = "euler",
         target: str = "online",
         target_decay: float = 0.95,
@@ -189,6 +232,8 @@ class ConsistentDistiller(_BaseSampler):
     ) -> None:
         self.teacher = teacher
         self.energy = energy
+        self.student = student
+        self.reverse_kl = reverse_kl
         self.n_intervals = n_intervals
         self.max_iter = max_iter
         self.batch_size = batch_size
@@ -246,7 +291,7 @@ class ConsistentDistiller(_BaseSampler):
                 f"'energy' has {energy.dim}."
             )
         n_points = self.n_intervals + 1
-        if n_points > self.teacher_.n_steps + 1:
+        if self.student == "consistency" and n_points > self.teacher_.n_steps + 1:
             raise ValueError(
                 f"'n_intervals' must be at most the teacher's n_steps ({self.teacher_.n_steps}); "
                 f"got {self.n_intervals}."
@@ -285,7 +330,15 @@ class ConsistentDistiller(_BaseSampler):
         # the student learns the teacher's flow, in the teacher's coordinates
         return self.teacher_._preconditioning
 
-    def _build(self, dim: int, generator: torch.Generator) -> ConsistencyNet:
+    @property
+    def _learning_rate(self) -> float:
+        if self.learning_rate == "auto":
+            return _LEARNING_RATES[self.student]
+        return self.learning_rate
+
+    def _build(self, dim: int, generator: torch.Generator) -> ConsistencyNet | FlowNet:
+        if self.student == "flow":
+            return FlowNet(dim, generator=generator)  # loc and scale: _initialize
         return ConsistencyNet.from_control(self.teacher_._sampling_control)
 
     def _initialize(self, energy) -> None:
@@ -294,8 +347,22 @@ class ConsistentDistiller(_BaseSampler):
         control = copy.deepcopy(teacher._sampling_control).requires_grad_(False)
         self._teacher_control = control.to(device=self.device_, dtype=self._dtype)
         self._teacher_n_steps = teacher.n_steps  # sampling needs the grid, not the teacher
-        self._coarse = coarse_indices(teacher.n_steps, self.n_intervals + 1)
         self._target_ema = EMA(self.control_, self.target_decay) if self.target == "ema" else None
+        if self.student == "flow":
+            self._standardise_flow()
+        else:
+            self._coarse = coarse_indices(teacher.n_steps, self.n_intervals + 1)
+
+    def _standardise_flow(self) -> None:
+        """Set the flow's fixed ``loc`` and ``scale`` to the mean and sd of teacher draws
+        (unweighted: a scale, not an estimate), so it learns at unit scale."""
+        with torch.no_grad():
+            x = self._teacher_sde(_MOMENT_DRAWS).x
+        x = x[finite_rows(x)]
+        if x.shape[0] < 2:
+            return  # nothing finite yet: training reports it
+        self.control_.loc.copy_(x.mean(0))
+        self.control_.scale.copy_(x.std(0).clamp(min=1e-3))
 
     @property
     def _teacher_times(self) -> torch.Tensor:
@@ -312,7 +379,35 @@ class ConsistentDistiller(_BaseSampler):
         step = None if step is None else step.to(self.device_, self._dtype)
         return flow(self._teacher_control, self.reference_, self._dynamics_energy, times, x, step)
 
+    def _teacher_sde(self, n: int, generator=None):
+        """``n`` draws of the teacher's SDE on its own grid, with their path log-weights."""
+        step = self.teacher_._step_conditioning(self.teacher_.n_steps)
+        step = None if step is None else step.to(self.device_, self._dtype)
+        x0 = self._prior(n, generator)
+        args = (self._teacher_control, self.reference_, self._dynamics_energy, self._teacher_times)
+        return euler_maruyama(*args, x0, step=step, record=False, generator=generator)
+
+    def _flow_training_steps(self):
+        """Weighted maximum likelihood of the flow on fresh teacher draws (plus
+        ``reverse_kl`` times the reverse KL on its own draws)."""
+        with torch.no_grad():
+            roll = self._teacher_sde(self._local_batch, self._generator)
+        keep = finite_rows(roll.x)
+        log_w = torch.where(keep, roll.log_weights, -torch.inf)
+        log_q = self.control_.log_prob(zero_rows(roll.x, keep))
+        loss, n_masked = weighted_forward_kl(log_q, log_w)
+        logs = {"teacher_ess": _batch_ess(log_w)}
+        if self.reverse_kl:
+            y, log_q_y = self.control_(self._flow_noise(self._local_batch, self._generator))
+            reverse, _ = kl(self._dynamics_energy._log_prob(y) - log_q_y)
+            loss = loss + self.reverse_kl * reverse
+        loss = loss / self.n_features_in_
+        yield {"loss": loss, **logs}, loss, n_masked
+
     def _training_steps(self, iteration: int):
+        if self.student == "flow":
+            yield from self._flow_training_steps()
+            return
         n = len(self._coarse) - 1
         interval = int(torch.randint(n, (1,), generator=self._generator, device=self.device_))
         i1, i2 = self._coarse[interval], self._coarse[interval + 1]
@@ -333,7 +428,7 @@ class ConsistentDistiller(_BaseSampler):
         if n_steps is None:
             return 1
         k = self._check_n(n_steps, "n_steps")
-        if k > self.n_intervals:
+        if k > self.n_intervals and self._student == "consistency":
             raise ValueError(
                 f"'n_steps' must be at most n_intervals={self.n_intervals} (the coarse grid the "
                 f"student was trained on); got {n_steps}."
@@ -353,7 +448,41 @@ class ConsistentDistiller(_BaseSampler):
     def _monitor_options(self) -> tuple[int, dict]:
         return 1, {}  # the one-step map's weights: the only ones the student has
 
+    @property
+    def _student(self) -> str:
+        """``student``; a consistency function for a model saved before it existed."""
+        return getattr(self, "student", "consistency")
+
+    def _check_exact_weights(self, options: dict) -> None:
+        if self._student == "consistency":  # the flow's log-determinant is always exact
+            super()._check_exact_weights(options)
+
+    def _flow_noise(self, n: int, generator) -> torch.Tensor:
+        shape = (n, self.n_features_in_)
+        return standard_normal(shape, generator=generator, dtype=self._dtype, device=self.device_)
+
+    def _flow_draws(self, n: int, generator, log_weights: bool):
+        x, log_q = self._sampling_control(self._flow_noise(n, generator))
+        return x, (self._dynamics_energy._log_prob(x) - log_q) if log_weights else None
+
+    def _sample_flow(self, n, n_steps, generator, log_weights):
+        """The flow's draw, then ``n_steps - 1`` independent Metropolis-Hastings steps
+        proposing fresh flow draws (exact: the flow's weights are)."""
+        if log_weights and n_steps > 1:
+            raise ValueError(
+                "Importance weights of the flow student are those of its one-step draw "
+                "(n_steps=1): n_steps=k adds k - 1 Metropolis-Hastings steps, whose output "
+                f"has no tractable density; got n_steps={n_steps}."
+            )
+        x, log_w = self._flow_draws(n, generator, log_weights or n_steps > 1)
+        if n_steps == 1:
+            return x, log_w
+        propose = lambda: self._flow_draws(n, generator, True)  # noqa: E731
+        return mcmc.independent_mh(x, log_w, propose, n_steps - 1, generator).x, None
+
     def _sample_chunk(self, n, n_steps, generator, log_weights, log_det="auto"):
+        if self._student == "flow":
+            return self._sample_flow(n, n_steps, generator, log_weights)
         log_det = self._log_det_method(log_det)
         if log_weights and n_steps > 1:
             raise ValueError(
@@ -430,3 +559,9 @@ class ConsistentDistiller(_BaseSampler):
             n_samples, n_steps, random_state, return_log_weights, mcmc_steps, imh_steps, **options
         )
         return self._output(x, w, return_log_weights, return_tensor)
+
+
+def _batch_ess(log_w: torch.Tensor) -> torch.Tensor:
+    """Normalised effective sample size of one batch's log-weights (``-inf``: weight 0)."""
+    w = torch.softmax(log_w.detach(), 0)
+    return 1.0 / (w.square().sum() * log_w.shape[0])

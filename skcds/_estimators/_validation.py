@@ -132,6 +132,9 @@ def _are_callbacks(value) -> bool:
     return value is None or (isinstance(value, (list, tuple)) and all(map(callable, value)))
 
 
+# Adam moves each weight by about the learning rate per step: above 1 is a typo (5e3 for
+# 5e-3) that overflows the weights, not a setting
+LEARNING_RATE = Constraint(numbers.Real, lambda r: 0 < r <= 1, "a float in (0, 1]")
 DEVICE = Constraint(object, _is_device, "'auto' or a torch device such as 'cpu' or 'cuda:0'")
 RANDOM_STATE = Constraint(object, _is_seed, "None, an int in [0, 2**32) or a RandomState")
 N_THREADS = Constraint(
