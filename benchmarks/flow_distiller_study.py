@@ -115,9 +115,7 @@ def run(args) -> dict:
             max_iter=max_iter, early_stopping=False, random_state=args.seed,
         )  # fmt: skip
 
-    student, t_student = fit_for(
-        make_student, lambda m: m.fit(), args.seconds - teacher_seconds
-    )
+    student, t_student = fit_for(make_student, lambda m: m.fit(), args.seconds - teacher_seconds)
     return {
         "target": args.target,
         "seed": args.seed,
@@ -156,7 +154,8 @@ def report(out: Path) -> list[str]:
         e, t = r["eval"], r["teacher_eval"]
         if "mode_share_over_weight" in e:
             ratio = np.array(e["mode_share_over_weight"])
-            modes = f"{int((ratio > 0).sum())}/{len(ratio)}, share/weight {ratio.min():.2f}-{ratio.max():.2f}"
+            spread = f"share/weight {ratio.min():.2f}-{ratio.max():.2f}"
+            modes = f"{int((ratio > 0).sum())}/{len(ratio)}, {spread}"
         elif "patterns_visited" in e:
             modes = f"{e['patterns_visited']}/{e['patterns']}"
         else:

@@ -50,11 +50,12 @@ class ConsistentDistiller(_BaseSampler):
     propose fresh flow draws: each step leaves ``rho`` invariant, so the law can only move
     closer to ``rho`` (in total variation) as ``k`` grows.
 
-    ``'consistency'`` (CDDS, the paper's algorithm): a consistency function ``f(x_t, t) -> x_T`` is trained to map every state of a fitted
-    diffusion sampler's probability-flow ODE to the ODE's endpoint. Each iteration integrates
-    the teacher's ODE from fresh prior samples up to a random interval of a coarse time grid
-    and pulls the student's output at the interval's start towards its output at the
-    interval's end (stop-gradient), so no dataset of samples is stored. The parametrisation
+    ``'consistency'`` (CDDS, the paper's algorithm): a consistency function
+    ``f(x_t, t) -> x_T`` is trained to map every state of a fitted diffusion sampler's
+    probability-flow ODE to the ODE's endpoint. Each iteration integrates the teacher's ODE
+    from fresh prior samples up to a random interval of a coarse time grid and pulls the
+    student's output at the interval's start towards its output at the interval's end
+    (stop-gradient), so no dataset of samples is stored. The parametrisation
     ``f = c_skip x + c_out F`` makes ``f`` the identity at the end time; ``F`` starts as a
     copy of the teacher's network.
 
@@ -79,9 +80,9 @@ class ConsistentDistiller(_BaseSampler):
         ``student='flow'``: weight of the reverse KL ``E_q[log q - log rho]`` added to the
         weighted forward KL (needs a differentiable ``log_prob``).
     n_intervals : int, default=17
-        ``student='consistency'``: intervals of the coarse training grid, chosen evenly among the teacher's ``n_steps``
-        grid points (the reference code's 18 points on 128 steps). Multistep sampling may use
-        up to this many steps.
+        ``student='consistency'``: intervals of the coarse training grid, chosen evenly
+        among the teacher's ``n_steps`` grid points (the reference code's 18 points on 128
+        steps). Multistep sampling may use up to this many steps.
     max_iter : int, default=20_000
         Training iterations (the reference code uses 150 000).
     batch_size : int, default=512
@@ -90,8 +91,9 @@ class ConsistentDistiller(_BaseSampler):
         Initial Adam learning rate, in ``(0, 1]``; it decays in steps to 2% of this value
         over ``max_iter``. ``'auto'``: 5e-3 for the consistency student, 1e-3 for the flow.
     solver : {'euler', 'heun'}, default='euler'
-        ``student='consistency'``: solver of the teacher's probability-flow ODE on its own grid: Euler (the reference
-        code, one teacher evaluation per step) or Heun (second order, two).
+        ``student='consistency'``: solver of the teacher's probability-flow ODE on its own
+        grid: Euler (the reference code, one teacher evaluation per step) or Heun (second
+        order, two).
     target : {'online', 'ema'}, default='online'
         The target network: the student itself under stop-gradient (reference code) or an
         exponential moving average of it (decay ``target_decay``).

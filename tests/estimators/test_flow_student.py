@@ -116,7 +116,7 @@ def test_the_loss_ignores_rows_without_a_finite_weight():
     assert float(value) == 1.0 and int(n_masked) == 2
 
 
-# ---------------------------------------------------------------- the weights correct a biased teacher
+# ---------------------------------------------------------------- a biased teacher
 class _Unweighted(ConsistentDistiller):
     """The broken twin: learns the teacher's draws as they are (every weight equal)."""
 
@@ -212,12 +212,18 @@ def test_the_consistency_student_is_unchanged_by_learning_rate_auto(teacher):
     options = {"n_intervals": 4, "max_iter": 5, "batch_size": 16, "random_state": 0}
     auto = ConsistentDistiller(teacher, **options).fit()
     explicit = ConsistentDistiller(teacher, learning_rate=5e-3, **options).fit()
-    np.testing.assert_array_equal(auto.sample(9, random_state=1), explicit.sample(9, random_state=1))
+    a, b = (sampler.sample(9, random_state=1) for sampler in (auto, explicit))
+    np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("student", "flows"), ("reverse_kl", -1.0), ("reverse_kl", math.inf), ("learning_rate", "fast")],
+    [
+        ("student", "flows"),
+        ("reverse_kl", -1.0),
+        ("reverse_kl", math.inf),
+        ("learning_rate", "fast"),
+    ],
 )
 def test_invalid_parameters_name_the_parameter(teacher, name, value):
     with pytest.raises(ValueError, match=f"'{name}'"):
