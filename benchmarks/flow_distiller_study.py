@@ -1,8 +1,15 @@
-"""Issue 27 inside the package: ``ConsistentDistiller(student='flow')`` at equal process time.
+"""Issue 27 inside the package: the flow student of ``ConsistentDistiller(student='flow')``
+and ``SelfConsistentSampler(student='flow')`` at equal process time.
 
     OMP_NUM_THREADS=1 python benchmarks/flow_distiller_study.py --target gmm9 --seconds 150 \
         --seed 0 --out benchmarks/results/flow_distiller_study
+    OMP_NUM_THREADS=1 python benchmarks/flow_distiller_study.py --estimator scds --target gmm9 \
+        --seconds 150 --n-steps 32 --batch-size 256 --out benchmarks/results/flow_distiller_study
     python benchmarks/flow_distiller_study.py --report --out benchmarks/results/flow_distiller_study
+
+``--estimator scds`` trains one ``SelfConsistentSampler(student='flow')`` for the whole
+budget (the diffusion sampler and the flow together, on the same SDE paths) instead of a
+teacher then a student.
 
 The budget ``--seconds`` (process CPU time, one thread) is split between the teacher (a
 ``DiffusionSampler``, 32-step SDE, batch 256) and the flow student by ``--teacher-share``;
@@ -29,7 +36,7 @@ import numpy as np
 import torch
 from one_step_study import N_EVAL, expected_floor
 
-from skcds import ConsistentDistiller, DiffusionSampler
+from skcds import ConsistentDistiller, DiffusionSampler, SelfConsistentSampler
 from skcds.bench import TARGETS
 from skcds.metrics import estimate_log_normalizer, wasserstein
 
@@ -92,6 +99,40 @@ def evaluate(sampler, energy, exact, floor, log_z, steps=STEPS, options=None) ->
     return record
 
 
+def run_scds(args, energy, exact, floor, log_z) -> dict:
+    def make(max_iter):
+        return SelfConsistentSampler(
+            student="flow", n_steps=args.n_steps, batch_size=args.batch_size,
+            kl_weight=args.reverse_kl, max_iter=max_iter, early_stopping=False,
+            random_state=args.seed,
+        )  # fmt: skip
+
+    sampler, seconds = fit_for(make, lambda m: m.fit(energy), args.seconds)
+    return {
+        "estimator": "scds",
+        "target": args.target,
+        "seed": args.seed,
+        "seconds": args.seconds,
+        "n_steps": args.n_steps,
+        "batch_size": args.batch_size,
+        "reverse_kl": args.reverse_kl,
+        "iterations": sampler.n_iter_,
+        "process_seconds": seconds,
+        "teacher_ess_mean": float(np.mean([r["teacher_ess"] for r in sampler.history_])),
+        "expected_floor": floor,
+        "eval": evaluate(sampler, energy, exact, floor, log_z),
+        "sde_eval": evaluate(
+            sampler,
+            energy,
+            exact,
+            floor,
+            log_z,
+            steps=(args.n_steps,),
+            options={"method": "sde", "n_steps": args.n_steps},
+        ),  # fmt: skip
+    }
+
+
 def run(args) -> dict:
     torch.set_num_threads(1)
     energy = TARGETS[args.target].build(None)
@@ -99,6 +140,8 @@ def run(args) -> dict:
     floor, _ = expected_floor(energy, N_EVAL)
     log_z = getattr(energy, "log_normalizer", None)
     log_z = float(log_z) if log_z is not None else None
+    if args.estimator == "scds":
+        return run_scds(args, energy, exact, floor, log_z)
     teacher_seconds = args.seconds * args.teacher_share
 
     def make_teacher(max_iter):
@@ -136,6 +179,8 @@ def run(args) -> dict:
 
 def _name(args) -> str:
     parts = [f"{args.seconds:g}s", f"batch{args.batch_size}", f"seed{args.seed}"]
+    if args.estimator == "scds":
+        parts.insert(0, f"scds_n{args.n_steps}")
     if args.reverse_kl:
         parts.insert(1, f"rkl{args.reverse_kl:g}")
     if args.teacher_share != 0.5:
@@ -146,12 +191,12 @@ def _name(args) -> str:
 def report(out: Path) -> list[str]:
     header = (
         "| target | run | seconds (teacher + student) | W1/floor 1 step | 2 | 4 | 8 | ESS "
-        "| abs dlog Z | modes | teacher 32-step SDE W1/floor (ESS) |"
+        "| abs dlog Z | modes | teacher's (scds: its own) SDE W1/floor (ESS) |"
     )
     lines = [header, "|" + "---|" * 11]
     for path in sorted(out.glob("*/*.json")):
         r = json.loads(path.read_text())
-        e, t = r["eval"], r["teacher_eval"]
+        e, t = r["eval"], r.get("teacher_eval", r.get("sde_eval"))
         if "mode_share_over_weight" in e:
             ratio = np.array(e["mode_share_over_weight"])
             spread = f"share/weight {ratio.min():.2f}-{ratio.max():.2f}"
@@ -162,7 +207,10 @@ def report(out: Path) -> list[str]:
             modes = "-"
         dlogz = "-" if e["abs_dlogz"] is None else f"{e['abs_dlogz']:.3f}"
         by = [f"{e['w1_by_steps'][str(k)]:.2f}" for k in STEPS[1:]]
-        seconds = f"{r['teacher_process_seconds']:.0f} + {r['student_process_seconds']:.0f}"
+        if "process_seconds" in r:  # one SelfConsistentSampler
+            seconds = f"{r['process_seconds']:.0f} (one fit)"
+        else:
+            seconds = f"{r['teacher_process_seconds']:.0f} + {r['student_process_seconds']:.0f}"
         cells = [r["target"], path.stem, seconds, f"{e['w1_over_floor']:.2f}", *by,
                  f"{e['ess']:.3f}", dlogz, modes,
                  f"{t['w1_over_floor']:.2f} ({t['ess']:.3f})"]  # fmt: skip
@@ -174,6 +222,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--report", action="store_true", help="write table.md from --out")
     parser.add_argument("--target", choices=["gmm9", "mw54", "funnel", "mw52"])
+    parser.add_argument("--estimator", choices=["cdds", "scds"], default="cdds")
+    parser.add_argument("--n-steps", type=int, default=32, help="SDE steps (scds)")
     parser.add_argument("--seconds", type=float, default=150.0)
     parser.add_argument("--teacher-share", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=512)

@@ -281,8 +281,11 @@ class FlowNet(nn.Module):
     one-dimensional spline slopes: exact at every dimension, with no Jacobian to form and
     no fold to check. zuko is used rather than hand-written splines: it is a small, tested
     library whose transforms return the value and the log-determinant together.
-    ``loc`` and ``scale`` (buffers, not trained) put the draws it learns from at unit
-    scale, inside the splines' domain ``[-5, 5]`` (identity outside).
+
+    The splines act on ``[-5, 5]`` (identity outside), so the flow can put mass only about
+    as far as ``loc +- 5 scale``: ``loc`` and ``log_scale`` are trained too, from a start
+    at the moments of the first draws it learns from, and faster than the splines
+    (:meth:`parameter_groups`), so that it follows draws that spread as a sampler learns.
 
     Parameters
     ----------
@@ -293,7 +296,7 @@ class FlowNet(nn.Module):
     width : int, default=128
         Width of the two hidden layers of each transform's network.
     loc, scale : Tensor of shape (dim,), optional
-        The fixed affine map after the flow (default: identity).
+        The initial affine map after the flow (default: identity).
     generator : torch.Generator, optional
         Source of the initial weights (torch's global RNG is left as it was).
     """
@@ -319,12 +322,35 @@ class FlowNet(nn.Module):
             self.flow = zuko.flows.NSF(
                 features=dim, transforms=transforms, hidden_features=(width, width), passes=2
             )
-        self.register_buffer("loc", torch.zeros(dim) if loc is None else loc.detach().clone())
-        self.register_buffer("scale", torch.ones(dim) if scale is None else scale.detach().clone())
+        self.loc = nn.Parameter(torch.zeros(dim))
+        self.log_scale = nn.Parameter(torch.zeros(dim))
+        if loc is not None or scale is not None:
+            self.set_affine(torch.zeros(dim) if loc is None else loc, scale)
 
     def config(self) -> dict:
-        """The constructor's arguments (weights and buffers excluded)."""
+        """The constructor's arguments (weights excluded)."""
         return {"dim": self.dim, "transforms": self.transforms, "width": self.width}
+
+    @property
+    def scale(self) -> Tensor:
+        return self.log_scale.exp()
+
+    def set_affine(self, loc: Tensor, scale: Tensor | None = None) -> None:
+        """Set the affine map after the flow (in place; ``scale`` defaults to ones)."""
+        with torch.no_grad():
+            self.loc.copy_(loc)
+            self.log_scale.copy_(torch.zeros_like(loc) if scale is None else scale.log())
+
+    def parameter_groups(self, learning_rate: float, affine_factor: float = 10.0) -> list[dict]:
+        """Optimiser groups: the splines at ``learning_rate``, the affine map
+        ``affine_factor`` times faster (Adam moves a weight by about its rate per step:
+        the splines need fine steps, the scale may have to travel a factor of several)."""
+        affine = {id(self.loc), id(self.log_scale)}
+        splines = [p for p in self.parameters() if id(p) not in affine]
+        return [
+            {"params": splines, "lr": learning_rate},
+            {"params": [self.loc, self.log_scale], "lr": affine_factor * learning_rate},
+        ]
 
     def _base_log_prob(self, z: Tensor) -> Tensor:
         return -0.5 * (z.square().sum(-1) + self.dim * math.log(2 * math.pi))
@@ -333,10 +359,10 @@ class FlowNet(nn.Module):
         """The samples ``x`` of standard normal draws ``z`` (``(n, d)``) and their exact
         log-density ``log q(x)``."""
         y, log_det = self.flow.transform(None).inv.call_and_ladj(z)
-        log_q = self._base_log_prob(z) - log_det - self.scale.log().sum()
+        log_q = self._base_log_prob(z) - log_det - self.log_scale.sum()
         return self.loc + self.scale * y, log_q
 
     def log_prob(self, x: Tensor) -> Tensor:
         """The exact log-density ``log q(x)`` of points ``x`` of shape ``(n, d)``."""
         z, log_det = self.flow.transform(None).call_and_ladj((x - self.loc) / self.scale)
-        return self._base_log_prob(z) + log_det - self.scale.log().sum()
+        return self._base_log_prob(z) + log_det - self.log_scale.sum()

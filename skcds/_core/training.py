@@ -12,14 +12,30 @@ from torch import Tensor, nn
 
 from . import distributed
 
-__all__ = ["EMA", "apply_clip_schedule", "make_optimizer", "make_scheduler", "optimizer_step"]
+__all__ = [
+    "EMA",
+    "apply_clip_schedule",
+    "flat_parameters",
+    "make_optimizer",
+    "make_scheduler",
+    "optimizer_step",
+]
 
 
 def make_optimizer(params, learning_rate: float, weight_decay: float = 1e-7):
-    """Adam as in the reference code; the fused kernel on CUDA."""
+    """Adam as in the reference code; the fused kernel on CUDA. ``params``: tensors, or
+    parameter groups (dicts, as torch's optimisers take them)."""
     params = list(params)
-    fused = bool(params) and params[0].is_cuda
+    fused = any(p.is_cuda for p in flat_parameters(params))
     return torch.optim.Adam(params, lr=learning_rate, weight_decay=weight_decay, fused=fused)
+
+
+def flat_parameters(params) -> list[Tensor]:
+    """The tensors of ``params``: tensors, or parameter groups (dicts)."""
+    flat = []
+    for entry in params:
+        flat.extend(entry["params"] if isinstance(entry, dict) else [entry])
+    return flat
 
 
 def make_scheduler(optimizer, max_iter: int, final_factor: float = 0.02, step_size: int = 100):

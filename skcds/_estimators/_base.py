@@ -25,6 +25,7 @@ from .._core.threads import fit_threads, intra_op_threads
 from .._core.training import (
     EMA,
     apply_clip_schedule,
+    flat_parameters,
     make_optimizer,
     make_scheduler,
     optimizer_step,
@@ -128,12 +129,17 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         """Return the trainable module (on CPU; the template moves it)."""
         raise NotImplementedError
 
+    def _build_more(self, generator: torch.Generator) -> None:
+        """Build further trained modules, after ``control_`` and before the optimiser."""
+
     def _training_steps(self, iteration: int):
         """Yield ``(logs, loss, n_nonfinite)`` once per optimiser step of one iteration.
 
         The loop steps the optimiser on each ``loss`` before resuming the generator, so a
         later loss of the same iteration sees the updated parameters (alternating updates).
-        ``logs`` maps ``history_`` columns to the loss terms (tensors) to record.
+        ``logs`` maps ``history_`` columns to the loss terms (tensors) to record. A fourth
+        element, a list of parameters, limits the step to them (default: all of
+        :meth:`_parameter_groups`'s).
         """
         raise NotImplementedError
 
@@ -199,7 +205,8 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         self.n_features_in_ = energy.dim
         module = self._build(energy.dim, init_generator)
         self.control_ = module.to(device=self.device_, dtype=self._dtype)
-        self._optimizer = make_optimizer(self.control_.parameters(), self._learning_rate)
+        self._build_more(init_generator)
+        self._optimizer = make_optimizer(self._parameter_groups(), self._learning_rate)
         self._scheduler = make_scheduler(self._optimizer, self.max_iter)
         self._ema, self._captured = None, {}
         self.history_, self.n_iter_ = [], 0
@@ -208,6 +215,10 @@ class _BaseSampler(DensityMixin, BaseEstimator):
     def _learning_rate(self) -> float:
         """The initial learning rate (``learning_rate``, where a sampler has no 'auto')."""
         return self.learning_rate
+
+    def _parameter_groups(self) -> list:
+        """What the optimiser trains: ``control_``'s parameters (or parameter groups)."""
+        return list(self.control_.parameters())
 
     def _replace_energy(self, energy) -> None:
         """A warm start on ``energy``: same dimension, checked on a probe batch of its own
@@ -370,19 +381,19 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         """One training iteration: the optimiser steps of :meth:`_training_steps`, one
         learning-rate step, one EMA update and one ``history_`` row; returns the row (None,
         with nothing changed, when training diverged: see :meth:`_nothing_finite`)."""
-        params = list(self.control_.parameters())
+        params = flat_parameters(self._parameter_groups())
         iteration = self.n_iter_
         apply_clip_schedule(self.control_, iteration)
         lr = self._optimizer.param_groups[0]["lr"]
         record = {"iteration": iteration, "learning_rate": lr, "n_nonfinite": 0}
         stepped = skipped_any = False
-        for logs, loss, n_nonfinite in self._training_steps(iteration):
+        for logs, loss, n_nonfinite, *only in self._training_steps(iteration):
             n_nonfinite = int(
                 distributed.global_sum(torch.as_tensor(n_nonfinite, device=self.device_))
             )
             if self._nothing_finite(n_nonfinite, iteration):
                 return None
-            grad_norm, skipped = optimizer_step(loss, params, self._optimizer)
+            grad_norm, skipped = optimizer_step(loss, only[0] if only else params, self._optimizer)
             stepped, skipped_any = stepped or not skipped, skipped_any or skipped
             record.update(self._global_logs(logs))
             record["n_nonfinite"] += n_nonfinite
@@ -449,11 +460,14 @@ class _BaseSampler(DensityMixin, BaseEstimator):
                 stacklevel=4,
             )
 
+    def _ema_due(self, iteration: int) -> bool:
+        """Whether the sampling EMA updates after ``iteration``: every 5th iteration of the
+        last ones of the fit, counted from 0, not from the start of the window, so a run
+        resumed from a checkpoint updates it at the same iterations as one without."""
+        return iteration >= self._ema_start and iteration % _EMA_EVERY == 0
+
     def _update_ema(self, iteration: int) -> None:
-        # every 5th iteration counted from 0, not from the start of the window, so a run
-        # resumed from a checkpoint updates the EMA at the same iterations as one without
-        due = iteration >= self._ema_start and iteration % _EMA_EVERY == 0
-        if not due:
+        if not self._ema_due(iteration):
             return
         if self._ema is None:
             self._ema = EMA(self.control_)
@@ -827,7 +841,8 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             state["_scheduler"] = self._scheduler.state_dict()
             state["_generator"] = (self._generator.device.type, self._generator.get_state())
             for name in self._device_modules:
-                state[name] = copy.deepcopy(state[name]).cpu()
+                if state.get(name) is not None:  # a module this model may not have
+                    state[name] = copy.deepcopy(state[name]).cpu()
             for name in self._ema_attributes:
                 if state.get(name) is not None:
                     state[name] = copy.copy(state[name])
@@ -854,12 +869,13 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         device, dtype = self.device_, getattr(self, "_dtype", None)
         # the dtype too: skcds.load rebuilds networks in torch's default float32
         for name in self._device_modules:
-            getattr(self, name).to(device=device, dtype=dtype)
+            if getattr(self, name, None) is not None:
+                getattr(self, name).to(device=device, dtype=dtype)
         for name in self._ema_attributes:
             if getattr(self, name, None) is not None:
                 getattr(self, name).module.to(device=device, dtype=dtype)
         optimizer_state, scheduler_state = self._optimizer, self._scheduler
-        self._optimizer = make_optimizer(self.control_.parameters(), self._learning_rate)
+        self._optimizer = make_optimizer(self._parameter_groups(), self._learning_rate)
         self._optimizer.load_state_dict(optimizer_state)
         self._scheduler = make_scheduler(self._optimizer, self.max_iter)
         self._scheduler.load_state_dict(scheduler_state)

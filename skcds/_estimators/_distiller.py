@@ -12,12 +12,10 @@ import numbers
 import torch
 from sklearn.base import clone
 
-from .._core import mcmc
 from .._core.consistency import coarse_indices, distillation_loss
 from .._core.flow import euler_flow, heun_flow
 from .._core.grids import uniform_grid
 from .._core.logdet import map_log_abs_det
-from .._core.losses import finite_rows, kl, weighted_forward_kl, zero_rows
 from .._core.networks import ConsistencyNet, FlowNet
 from .._core.reference import FLOW_REFERENCES
 from .._core.rollout import euler_maruyama, standard_normal
@@ -27,13 +25,13 @@ from . import _validation as v
 from ._base import _BaseSampler
 from ._diffusion import DiffusionSampler
 from ._docs import refinement_doc
+from ._flow_student import FLOW_LEARNING_RATE, MOMENT_DRAWS, FlowStudentMixin
 
 _TEACHER_FLOWS = {"euler": euler_flow, "heun": heun_flow}
-_LEARNING_RATES = {"consistency": 5e-3, "flow": 1e-3}  # learning_rate='auto'
-_MOMENT_DRAWS = 4096  # teacher draws that set the flow's fixed loc and scale
+_LEARNING_RATES = {"consistency": 5e-3, "flow": FLOW_LEARNING_RATE}  # learning_rate='auto'
 
 
-class ConsistentDistiller(_BaseSampler):
+class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
     """A one-step sampler distilled from a fitted diffusion sampler: one network evaluation
     per sample, with no stored dataset.
 
@@ -338,6 +336,11 @@ class ConsistentDistiller(_BaseSampler):
             return _LEARNING_RATES[self.student]
         return self.learning_rate
 
+    def _parameter_groups(self) -> list:
+        if self._student == "flow":
+            return self.control_.parameter_groups(self._learning_rate)
+        return super()._parameter_groups()
+
     def _build(self, dim: int, generator: torch.Generator) -> ConsistencyNet | FlowNet:
         if self.student == "flow":
             return FlowNet(dim, generator=generator)  # loc and scale: _initialize
@@ -351,20 +354,11 @@ class ConsistentDistiller(_BaseSampler):
         self._teacher_n_steps = teacher.n_steps  # sampling needs the grid, not the teacher
         self._target_ema = EMA(self.control_, self.target_decay) if self.target == "ema" else None
         if self.student == "flow":
-            self._standardise_flow()
+            with torch.no_grad():
+                self._standardise_flow(self.control_, self._teacher_sde(MOMENT_DRAWS).x)
         else:
             self._coarse = coarse_indices(teacher.n_steps, self.n_intervals + 1)
 
-    def _standardise_flow(self) -> None:
-        """Set the flow's fixed ``loc`` and ``scale`` to the mean and sd of teacher draws
-        (unweighted: a scale, not an estimate), so it learns at unit scale."""
-        with torch.no_grad():
-            x = self._teacher_sde(_MOMENT_DRAWS).x
-        x = x[finite_rows(x)]
-        if x.shape[0] < 2:
-            return  # nothing finite yet: training reports it
-        self.control_.loc.copy_(x.mean(0))
-        self.control_.scale.copy_(x.std(0).clamp(min=1e-3))
 
     @property
     def _teacher_times(self) -> torch.Tensor:
@@ -394,16 +388,8 @@ class ConsistentDistiller(_BaseSampler):
         ``reverse_kl`` times the reverse KL on its own draws)."""
         with torch.no_grad():
             roll = self._teacher_sde(self._local_batch, self._generator)
-        keep = finite_rows(roll.x)
-        log_w = torch.where(keep, roll.log_weights, -torch.inf)
-        log_q = self.control_.log_prob(zero_rows(roll.x, keep))
-        loss, n_masked = weighted_forward_kl(log_q, log_w)
-        logs = {"teacher_ess": _batch_ess(log_w)}
-        if self.reverse_kl:
-            y, log_q_y = self.control_(self._flow_noise(self._local_batch, self._generator))
-            reverse, _ = kl(self._dynamics_energy._log_prob(y) - log_q_y)
-            loss = loss + self.reverse_kl * reverse
-        loss = loss / self.n_features_in_
+        args = (roll.x, roll.log_weights, self.reverse_kl, self._generator)
+        loss, logs, n_masked = self._flow_loss(self.control_, *args)
         yield {"loss": loss, **logs}, loss, n_masked
 
     def _training_steps(self, iteration: int):
@@ -459,28 +445,9 @@ class ConsistentDistiller(_BaseSampler):
         if self._student == "consistency":  # the flow's log-determinant is always exact
             super()._check_exact_weights(options)
 
-    def _flow_noise(self, n: int, generator) -> torch.Tensor:
-        shape = (n, self.n_features_in_)
-        return standard_normal(shape, generator=generator, dtype=self._dtype, device=self.device_)
-
-    def _flow_draws(self, n: int, generator, log_weights: bool):
-        x, log_q = self._sampling_control(self._flow_noise(n, generator))
-        return x, (self._dynamics_energy._log_prob(x) - log_q) if log_weights else None
-
-    def _sample_flow(self, n, n_steps, generator, log_weights):
-        """The flow's draw, then ``n_steps - 1`` independent Metropolis-Hastings steps
-        proposing fresh flow draws (exact: the flow's weights are)."""
-        if log_weights and n_steps > 1:
-            raise ValueError(
-                "Importance weights of the flow student are those of its one-step draw "
-                "(n_steps=1): n_steps=k adds k - 1 Metropolis-Hastings steps, whose output "
-                f"has no tractable density; got n_steps={n_steps}."
-            )
-        x, log_w = self._flow_draws(n, generator, log_weights or n_steps > 1)
-        if n_steps == 1:
-            return x, log_w
-        propose = lambda: self._flow_draws(n, generator, True)  # noqa: E731
-        return mcmc.independent_mh(x, log_w, propose, n_steps - 1, generator).x, None
+    @property
+    def _sampling_flow(self):
+        return self._sampling_control
 
     def _sample_chunk(self, n, n_steps, generator, log_weights, log_det="auto"):
         if self._student == "flow":
@@ -562,8 +529,3 @@ class ConsistentDistiller(_BaseSampler):
         )
         return self._output(x, w, return_log_weights, return_tensor)
 
-
-def _batch_ess(log_w: torch.Tensor) -> torch.Tensor:
-    """Normalised effective sample size of one batch's log-weights (``-inf``: weight 0)."""
-    w = torch.softmax(log_w.detach(), 0)
-    return 1.0 / (w.square().sum() * log_w.shape[0])

@@ -1,4 +1,6 @@
-"""SelfConsistentSampler: SCDS (method.md §4), one network for diffusion sampling and jumps."""
+"""SelfConsistentSampler: SCDS (method.md §4), one network for diffusion sampling and jumps;
+or, with ``student='flow'``, a diffusion sampler and an invertible one-step flow trained
+together on its own weighted SDE draws (issue 27)."""
 
 from __future__ import annotations
 
@@ -19,13 +21,15 @@ from .._core.consistency import (
     self_consistency_loss,
     volume_consistency,
 )
-from .._core.networks import ControlNet
+from .._core.networks import ControlNet, FlowNet
 from .._core.reference import FLOW_REFERENCES
+from .._core.rollout import euler_maruyama
 from .._core.training import EMA
 from ..energies._guard import reports_model_failures
 from . import _validation as v
 from ._diffusion import DiffusionSampler
 from ._docs import refinement_doc
+from ._flow_student import FLOW_LEARNING_RATE, MOMENT_DRAWS, FlowStudentMixin
 
 
 def _power_of_two(n) -> bool:
@@ -36,7 +40,7 @@ _WEIGHT = v.Constraint(numbers.Real, lambda w: 0 <= w < float("inf"), "a finite 
 _TEACHER_DECAY = 0.99  # EMA of the self-consistency teacher: a window of ~100 iterations
 
 
-class SelfConsistentSampler(DiffusionSampler):
+class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
     """Self-consistent diffusion sampler (SCDS): samples in 1, 2, 4, … ``n_steps`` steps.
 
     One step-conditioned control ``u(t, x, d)`` is trained from the energy alone. At the grid
@@ -45,6 +49,16 @@ class SelfConsistentSampler(DiffusionSampler):
     probability-flow ODE of size ``2d`` land where two steps of size ``d`` land, for every
     power-of-two ``d`` and start on the grid. Sampling with ``k`` steps runs ``k`` Euler steps
     of size ``T / k``: one network evaluation for ``k = 1``.
+
+    With ``student='flow'`` the one-step sampler is instead an invertible coupling flow
+    (:class:`~skcds._core.networks.FlowNet`) trained beside the diffusion sampler: each
+    iteration takes an optimiser step of the diffusion loss on a batch of SDE paths, then
+    one of the flow's self-normalised weighted log-likelihood of the same paths' endpoints,
+    weighted by their exact path weights (plus ``kl_weight`` times its reverse KL), so the
+    flow learns ``rho`` from the SDE's law, not the probability flow's. Its draws come with
+    their exact log-density, so one-step weights are exact at every dimension; ``n_steps=k``
+    adds ``k - 1`` independent Metropolis-Hastings steps proposing fresh flow draws, which
+    leave ``rho`` invariant. The jump losses are not trained in this mode.
 
     Importance weights are valid in every mode, unlike the paper's one-step "boundary
     likelihood": the ``k``-step sampler is a deterministic map whose density follows from the
@@ -69,6 +83,10 @@ class SelfConsistentSampler(DiffusionSampler):
     learning_rate : float, default=5e-3
         Initial Adam learning rate, in ``(0, 1]``; it decays in steps to 2% of this value
         over ``max_iter``.
+    student : {'jump', 'flow'}, default='jump'
+        The one-step sampler: the network's own jump (SCDS) or an invertible flow trained
+        on its SDE's weighted draws (see above; ``update``, ``consistency_weight``,
+        ``consistency_target``, ``flow_map_weight`` and ``fold_weight`` then do nothing).
     update : {'alternate', 'sum'}, default='alternate'
         ``'alternate'``: an optimiser step on the diffusion loss, then one on the
         self-consistency loss at the updated weights (the reference code). ``'sum'``: one step
@@ -100,7 +118,8 @@ class SelfConsistentSampler(DiffusionSampler):
         quality of its own many-step flow. Needs the target's gradient, so it is skipped
         when ``langevin=False``. A weight of 1 made the one-step map fold (18 % of samples
         reversed) in ``benchmarks/one_step_study.py``. ``flow_map_weight=0, fold_weight=0,
-        kl_weight=0`` is the paper's algorithm.
+        kl_weight=0`` is the paper's algorithm. With ``student='flow'``: the weight of the
+        flow's reverse KL beside its weighted forward KL.
     loss : {'log_variance', 'kl'}, default='log_variance'
         Divergence of the diffusion loss, as in :class:`DiffusionSampler`.
     reference : {'vp'}, default='vp'
@@ -140,6 +159,8 @@ class SelfConsistentSampler(DiffusionSampler):
     ----------
     control_ : torch.nn.Module
         The step-conditioned control (online weights).
+    flow_ : FlowNet or None
+        The flow student (online weights) with ``student='flow'``.
     energy_ : Energy
         The target the sampler works on, on ``device_`` and in ``dtype``: yours, or its
         whitened view :class:`~skcds.energies.AffineTransformed` (``energy_.base`` is yours)
@@ -152,8 +173,10 @@ class SelfConsistentSampler(DiffusionSampler):
     history_ : list of dict
         One row per iteration: ``loss`` (diffusion), ``consistency_loss``, and where enabled
         ``flow_map_loss``, ``fold_penalty`` and ``one_step_kl`` (each unweighted, divided by
-        the dimension; ``one_step_kl`` is ``KL - log Z``, so it may be negative),
-        ``learning_rate``, ``grad_norm``, ``n_nonfinite``, ``skipped``, ``elapsed``.
+        the dimension; ``one_step_kl`` is ``KL - log Z``, so it may be negative), or with
+        ``student='flow'`` ``flow_loss`` and ``teacher_ess`` (the normalised ESS of the
+        batch's path weights the flow learns from), ``learning_rate``, ``grad_norm``,
+        ``n_nonfinite``, ``skipped``, ``elapsed``.
     n_iter_ : int
         Completed iterations.
     stop_reason_ : str
@@ -190,6 +213,7 @@ class SelfConsistentSampler(DiffusionSampler):
         "n_steps": v.Constraint(numbers.Integral, _power_of_two, "a power of two >= 2"),
         # the jumps follow the probability-flow ODE: only references that have one
         "reference": v.one_of(*FLOW_REFERENCES),
+        "student": v.one_of("jump", "flow"),
         "update": v.one_of("alternate", "sum"),
         "consistency_weight": _WEIGHT,
         "consistency_target": v.one_of("online", "ema"),
@@ -197,7 +221,8 @@ class SelfConsistentSampler(DiffusionSampler):
         "fold_weight": _WEIGHT,
         "kl_weight": _WEIGHT,
     }
-    _ema_attributes = ("_ema", "_teacher")
+    _device_modules = (*DiffusionSampler._device_modules, "flow_")
+    _ema_attributes = ("_ema", "_teacher", "_flow_ema")
     # models saved before these terms existed were trained by the paper's algorithm
     _defaults_before_added = {
         **DiffusionSampler._defaults_before_added,
@@ -237,6 +262,7 @@ class SelfConsistentSampler(DiffusionSampler):
         max_iter: int = 20_000,
         batch_size: int = 512,
         learning_rate: float = 5e-3,
+        student: str = "jump",
         update: str = "alternate",
         consistency_weight: float = 1.0,
         consistency_target: str = "online",
@@ -287,6 +313,7 @@ class SelfConsistentSampler(DiffusionSampler):
             tol=tol,
             monitor_every=monitor_every,
         )
+        self.student = student
         self.update = update
         self.consistency_weight = consistency_weight
         self.consistency_target = consistency_target
@@ -303,6 +330,41 @@ class SelfConsistentSampler(DiffusionSampler):
         super()._update_ema(iteration)
         if getattr(self, "_teacher", None) is not None:
             self._teacher.update(self.control_)
+        if self._student == "flow" and self._ema_due(iteration):
+            if self._flow_ema is None:
+                self._flow_ema = EMA(self.flow_)
+            self._flow_ema.update(self.flow_)
+
+    @property
+    def _student(self) -> str:
+        """``student``; the jump for a model saved before it existed."""
+        return getattr(self, "student", "jump")
+
+    def _build_more(self, generator: torch.Generator) -> None:
+        """The flow student, at the scale of the untrained sampler's SDE draws."""
+        self.flow_, self._flow_ema = None, None
+        if self.student != "flow":
+            return
+        flow = FlowNet(self.n_features_in_, generator=generator)
+        self.flow_ = flow.to(device=self.device_, dtype=self._dtype)
+        times, step = self._grid(self.n_steps), self._step_conditioning(self.n_steps)
+        args = (self.control_, self.reference_, self._dynamics_energy, times)
+        seed = int(torch.randint(2**62, (1,), generator=generator))
+        draws = torch.Generator(device=self.device_).manual_seed(seed)
+        with torch.no_grad():
+            x0 = self._prior(MOMENT_DRAWS, draws)
+            roll = euler_maruyama(*args, x0, step=step, record=False, generator=draws)
+        self._standardise_flow(self.flow_, roll.x)
+
+    def _parameter_groups(self) -> list:
+        groups = [{"params": list(self.control_.parameters())}]
+        if self._student == "flow":
+            groups += self.flow_.parameter_groups(FLOW_LEARNING_RATE)
+        return groups
+
+    @property
+    def _sampling_flow(self):
+        return self._flow_ema.module if self._flow_ema is not None else self.flow_
 
     @property
     def _teacher_control(self):
@@ -440,6 +502,12 @@ class SelfConsistentSampler(DiffusionSampler):
 
     def _training_steps(self, iteration: int):
         loss, n_nonfinite, roll = self._diffusion_loss()
+        if self._student == "flow":
+            yield {"loss": loss}, loss, n_nonfinite, list(self.control_.parameters())
+            args = (roll.x, roll.log_weights, self._kl_weight, self._generator)
+            flow_loss, logs, _ = self._flow_loss(self.flow_, *args)
+            yield {"flow_loss": flow_loss, **logs}, flow_loss, 0, list(self.flow_.parameters())
+            return
         if self.update == "sum":
             consistency, terms = self._consistency_loss(roll)
             yield {"loss": loss, **terms}, loss + consistency, n_nonfinite
@@ -452,7 +520,7 @@ class SelfConsistentSampler(DiffusionSampler):
         if n_steps is None:
             return 1
         k = self._check_n(n_steps, "n_steps")
-        if self.n_steps % k:
+        if self.n_steps % k and self._student == "jump":
             options = ", ".join(str(2**j) for j in range(self.n_steps.bit_length()))
             raise ValueError(
                 f"'n_steps' must divide the training grid of {self.n_steps} steps (one of "
@@ -461,9 +529,26 @@ class SelfConsistentSampler(DiffusionSampler):
         return k
 
     def _diagnosed_steps(self) -> list[int]:
+        if self._student == "flow":
+            return [1]  # k > 1 adds Metropolis-Hastings steps: no density
         return sorted({*(k for k in (1, 2, 4, 8) if k <= self.n_steps), self.n_steps})
 
-    def _sample_chunk(self, n, n_steps, generator, log_weights, method="ode", log_det="auto"):
+    def _monitor_options(self) -> tuple[int, dict]:
+        if self._student == "flow":
+            return 1, {"method": "flow"}  # stop on what sample() gives by default
+        return super()._monitor_options()
+
+    def _sample_chunk(self, n, n_steps, generator, log_weights, method=None, log_det="auto"):
+        if method is None:
+            method = "flow" if self._student == "flow" else "ode"
+        if method == "flow":
+            if self._student != "flow":
+                raise ValueError(
+                    "method='flow' samples from the flow student, which this sampler does "
+                    "not have (student='jump'); fit with student='flow', or use method='ode' "
+                    "or 'sde'."
+                )
+            return self._sample_flow(n, n_steps, generator, log_weights)
         return super()._sample_chunk(n, n_steps, generator, log_weights, method, log_det)
 
     @reports_model_failures
@@ -478,7 +563,7 @@ class SelfConsistentSampler(DiffusionSampler):
         return_tensor=False,
         mcmc_steps: int = 0,
         imh_steps: int = 0,
-        method: str = "ode",
+        method=None,
         log_det: str = "auto",
     ):
         """Draw samples in ``n_steps`` network evaluations (one by default).
@@ -489,7 +574,7 @@ class SelfConsistentSampler(DiffusionSampler):
             Number of samples.
         n_steps : int, optional
             Number of sampling steps ``k``; any divisor of the training ``n_steps``
-            (1, 2, 4, …). Defaults to 1.
+            (1, 2, 4, …), any ``k >= 1`` with ``student='flow'``. Defaults to 1.
         random_state : None, int or RandomState, optional
             ``None`` continues the estimator's own generator; an int gives the same draws on
             every call.
@@ -500,8 +585,11 @@ class SelfConsistentSampler(DiffusionSampler):
             discrete path weights of the SDE (``method='sde'``).
         return_tensor : bool, default=False
             Return torch tensors on the model's device instead of numpy arrays.
-        method : {'ode', 'sde'}, default='ode'
-            ``'ode'``: ``k`` Euler jumps of the probability flow (the consistent sampler).
+        method : {'flow', 'ode', 'sde'}, optional
+            ``'flow'`` (the default with ``student='flow'``): the flow's draw, then
+            ``k - 1`` independent Metropolis-Hastings steps proposing fresh flow draws
+            (weights for ``k = 1`` only). ``'ode'`` (the default with ``student='jump'``):
+            ``k`` Euler jumps of the probability flow (the consistent sampler).
             ``'sde'``: Euler–Maruyama on the controlled SDE with ``k`` steps (the diffusion
             sampler the network also is; meant for ``k = n_steps``).
         log_det : {'auto', 'exact', 'stochastic'}, default='auto'

@@ -1,0 +1,73 @@
+"""The invertible one-step student (issue 27), shared by ``ConsistentDistiller(student='flow')``
+and ``SelfConsistentSampler(student='flow')``: its loss on a diffusion sampler's weighted
+SDE draws, its start at their scale, and sampling in ``k`` steps."""
+
+from __future__ import annotations
+
+import torch
+
+from .._core import mcmc
+from .._core.losses import finite_rows, kl, weighted_forward_kl, zero_rows
+from .._core.rollout import standard_normal
+
+FLOW_LEARNING_RATE = 1e-3  # zuko's splines under Adam (benchmarks/flow_student_study.py)
+MOMENT_DRAWS = 4096  # draws that set the flow's initial loc and scale
+
+
+class FlowStudentMixin:
+    """Sampler methods around a :class:`~skcds._core.networks.FlowNet`. The host provides
+    ``_sampling_flow`` (the network that samples: EMA weights when averaging has started),
+    ``_dynamics_energy``, ``n_features_in_``, ``_dtype`` and ``device_``."""
+
+    def _flow_loss(self, flow, x, log_w, reverse_kl: float, generator):
+        """``(loss, logs, n_masked)`` of one step: the self-normalised weighted forward KL
+        of ``flow`` on draws ``x`` with path log-weights ``log_w`` (detached), plus
+        ``reverse_kl`` times the reverse KL on the flow's own draws; divided by the
+        dimension."""
+        x, log_w = x.detach(), log_w.detach()
+        keep = finite_rows(x)
+        log_w = torch.where(keep, log_w, -torch.inf)
+        loss, n_masked = weighted_forward_kl(flow.log_prob(zero_rows(x, keep)), log_w)
+        logs = {"teacher_ess": _batch_ess(log_w)}
+        if reverse_kl:
+            y, log_q = flow(self._flow_noise(x.shape[0], generator))
+            reverse, _ = kl(self._dynamics_energy._log_prob(y) - log_q)
+            loss = loss + reverse_kl * reverse
+        return loss / self.n_features_in_, logs, n_masked
+
+    @staticmethod
+    def _standardise_flow(flow, x) -> None:
+        """Start ``flow``'s affine map at the mean and sd of the draws ``x`` (unweighted: a
+        scale, not an estimate), so it learns at unit scale."""
+        x = x[finite_rows(x)]
+        if x.shape[0] >= 2:  # else nothing finite yet: training reports it
+            flow.set_affine(x.mean(0), x.std(0).clamp(min=1e-3))
+
+    def _flow_noise(self, n: int, generator) -> torch.Tensor:
+        shape = (n, self.n_features_in_)
+        return standard_normal(shape, generator=generator, dtype=self._dtype, device=self.device_)
+
+    def _flow_draws(self, n: int, generator, log_weights: bool):
+        x, log_q = self._sampling_flow(self._flow_noise(n, generator))
+        return x, (self._dynamics_energy._log_prob(x) - log_q) if log_weights else None
+
+    def _sample_flow(self, n: int, n_steps: int, generator, log_weights: bool):
+        """The flow's draw, then ``n_steps - 1`` independent Metropolis-Hastings steps
+        proposing fresh flow draws (exact: the flow's weights are)."""
+        if log_weights and n_steps > 1:
+            raise ValueError(
+                "Importance weights of the flow student are those of its one-step draw "
+                "(n_steps=1): n_steps=k adds k - 1 Metropolis-Hastings steps, whose output "
+                f"has no tractable density; got n_steps={n_steps}."
+            )
+        x, log_w = self._flow_draws(n, generator, log_weights or n_steps > 1)
+        if n_steps == 1:
+            return x, log_w
+        propose = lambda: self._flow_draws(n, generator, True)  # noqa: E731
+        return mcmc.independent_mh(x, log_w, propose, n_steps - 1, generator).x, None
+
+
+def _batch_ess(log_w: torch.Tensor) -> torch.Tensor:
+    """Normalised effective sample size of one batch's log-weights (``-inf``: weight 0)."""
+    w = torch.softmax(log_w.detach(), 0)
+    return 1.0 / (w.square().sum() * log_w.shape[0])
