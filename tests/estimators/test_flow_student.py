@@ -4,6 +4,7 @@ broken twin that ignores them), k-step sampling, validation and persistence."""
 
 import io
 import math
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import skcds
-from skcds import ConsistentDistiller, DiffusionSampler
+from skcds import ConsistentDistiller, DiffusionSampler, SelfConsistentSampler
 from skcds._core.losses import weighted_forward_kl
 from skcds._core.networks import FlowNet
 from skcds.energies import GaussianMixture, from_log_prob
@@ -246,3 +247,108 @@ def test_joblib_and_skcds_save_round_trip(student, tmp_path):
             np.testing.assert_array_equal(a, b)
     saved.set_params(warm_start=True, max_iter=2).fit()
     assert saved.n_iter_ == student.n_iter_ + 2
+
+
+# ---------------------------------------------------------------- the earlier samplers
+def test_the_jump_and_consistency_students_are_bitwise_those_of_before():
+    """The samplers as they were before the flow student (``student='jump'``,
+    ``student='consistency'`` and DIS), against draws saved by that code
+    (``tests/estimators/data/before_flow_student.py``, commit c870b15)."""
+    saved = np.load(Path(__file__).parent / "data" / "before_flow_student.npz")
+    energy = GaussianMixture.grid()
+    tiny = {"n_steps": 8, "max_iter": 6, "batch_size": 32, "random_state": 0, "dtype": "float64"}
+    dis = DiffusionSampler(**tiny).fit(energy)
+    scds = SelfConsistentSampler(**tiny).fit(energy)
+    options = {"n_intervals": 4, "max_iter": 6, "batch_size": 32, "random_state": 0}
+    cdds = ConsistentDistiller(dis, **options, dtype="float64").fit()
+    sde = {"method": "sde", "n_steps": 8}
+    for name, sampler, kwargs in (
+        ("dis", dis, {}),
+        ("scds", scds, {}),
+        ("scds_sde", scds, sde),
+        ("cdds", cdds, {}),
+    ):
+        x, log_w = sampler.sample(16, random_state=1, return_log_weights=True, **kwargs)
+        np.testing.assert_array_equal(x, saved[f"{name}_x"])
+        np.testing.assert_array_equal(log_w, saved[f"{name}_log_w"])
+
+
+# ---------------------------------------------------------------- SelfConsistentSampler
+SCDS_FLOW = {"student": "flow", "n_steps": 8, "max_iter": 30, "batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def scds_flow():
+    return SelfConsistentSampler(**SCDS_FLOW, random_state=0).fit(GaussianMixture.grid())
+
+
+def test_scds_trains_the_diffusion_sampler_and_the_flow_together(scds_flow):
+    rows = scds_flow.history_
+    assert {"loss", "flow_loss", "teacher_ess"} <= rows[-1].keys()
+    assert isinstance(scds_flow.flow_, FlowNet) and scds_flow.n_iter_ == 30
+    assert "consistency_loss" not in rows[-1]  # the jump is not trained
+
+
+def test_scds_flow_samples_in_one_step_with_exact_weights_by_default(scds_flow, monkeypatch):
+    calls = []
+    forward = FlowNet.forward
+    monkeypatch.setattr(FlowNet, "forward", lambda net, z: calls.append(1) or forward(net, z))
+    x, log_w = scds_flow.sample(50, random_state=0, return_log_weights=True)
+    assert len(calls) == 1 and x.shape == (50, 2) and np.isfinite(log_w).all()
+
+
+def test_scds_flow_keeps_the_diffusion_sampler(scds_flow):
+    x, log_w = scds_flow.sample(
+        20, method="sde", n_steps=8, random_state=0, return_log_weights=True
+    )
+    assert np.isfinite(x).all() and np.isfinite(log_w).all()
+
+
+def test_scds_flow_k_steps_any_k(scds_flow):
+    assert scds_flow.sample(4, n_steps=3, random_state=0).shape == (4, 2)
+    with pytest.raises(ValueError, match="n_steps=1"):
+        scds_flow.sample(4, n_steps=3, return_log_weights=True)
+
+
+def test_method_flow_needs_the_flow_student():
+    sampler = SelfConsistentSampler(n_steps=4, max_iter=2, batch_size=16, random_state=0)
+    sampler.fit(GaussianMixture.grid())
+    with pytest.raises(ValueError, match="student='flow'"):
+        sampler.sample(3, method="flow")
+    assert sampler.flow_ is None
+
+
+def test_scds_flow_monitors_and_diagnoses_the_flow(scds_flow):
+    assert scds_flow._monitor_options() == (1, {"method": "flow"})
+    assert scds_flow.diagnose(n_samples=500).trusted is not None
+
+
+def test_scds_flow_round_trips_and_continues(scds_flow, tmp_path):
+    buffer = io.BytesIO()
+    joblib.dump(scds_flow, buffer)
+    buffer.seek(0)
+    pickled = joblib.load(buffer)
+    skcds.save(scds_flow, tmp_path / "scds")
+    saved = skcds.load(tmp_path / "scds")
+    expected = scds_flow.sample(5, random_state=3)
+    for loaded in (pickled, saved):
+        np.testing.assert_array_equal(loaded.sample(5, random_state=3), expected)
+    saved.set_params(warm_start=True, max_iter=2).fit()
+    assert saved.n_iter_ == 32
+
+
+def test_scds_flow_fit_is_deterministic_and_leaves_the_global_rng_alone():
+    state = torch.random.get_rng_state()
+    a = SelfConsistentSampler(**{**SCDS_FLOW, "max_iter": 3}, random_state=1)
+    b = SelfConsistentSampler(**{**SCDS_FLOW, "max_iter": 3}, random_state=1)
+    xa, xb = (s.fit(GAUSSIAN).sample(8, random_state=0) for s in (a, b))
+    np.testing.assert_array_equal(xa, xb)
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_scds_flow_learns_a_gaussian():
+    sampler = SelfConsistentSampler(
+        student="flow", n_steps=16, max_iter=300, batch_size=256, random_state=0
+    ).fit(GAUSSIAN)
+    mean_error, sd_error = _moment_errors(sampler)
+    assert mean_error < 0.1 and sd_error < 0.1, (mean_error, sd_error)
