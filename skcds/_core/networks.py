@@ -20,7 +20,6 @@ import math
 from typing import NamedTuple
 
 import torch
-import zuko
 from torch import Tensor, nn
 
 __all__ = ["ConsistencyNet", "ControlNet", "FlowNet", "FourierTimeEmbedding", "TimeFeatures"]
@@ -271,6 +270,18 @@ class ConsistencyNet(nn.Module):
         return c_skip * x + c_out * features
 
 
+def _zuko():
+    """zuko, imported on first use. Its import switches torch.distributions' argument
+    validation off for the whole process (``zuko/distributions.py``), which would silently
+    change a user's model (a scale that underflows to 0 gives -inf instead of an error):
+    the setting is restored. FlowNet uses zuko's transforms only, which never validate."""
+    validate = torch.distributions.Distribution._validate_args
+    import zuko
+
+    torch.distributions.Distribution.set_default_validate_args(validate)
+    return zuko
+
+
 class FlowNet(nn.Module):
     """An invertible one-step sampler with an exact density: ``x = loc + scale * g(z)``,
     ``z ~ N(0, I)``, where ``g`` is a coupling neural spline flow (zuko's ``NSF`` with two
@@ -319,7 +330,7 @@ class FlowNet(nn.Module):
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            self.flow = zuko.flows.NSF(
+            self.flow = _zuko().flows.NSF(
                 features=dim, transforms=transforms, hidden_features=(width, width), passes=2
             )
         self.loc = nn.Parameter(torch.zeros(dim))

@@ -359,7 +359,6 @@ class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
         else:
             self._coarse = coarse_indices(teacher.n_steps, self.n_intervals + 1)
 
-
     @property
     def _teacher_times(self) -> torch.Tensor:
         """The teacher's time grid, on the student's device and dtype."""
@@ -528,4 +527,3 @@ class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
             n_samples, n_steps, random_state, return_log_weights, mcmc_steps, imh_steps, **options
         )
         return self._output(x, w, return_log_weights, return_tensor)
-

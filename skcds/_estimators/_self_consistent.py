@@ -538,9 +538,17 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
             return 1, {"method": "flow"}  # stop on what sample() gives by default
         return super()._monitor_options()
 
+    @property
+    def _default_method(self) -> str:
+        return "flow" if self._student == "flow" else "ode"
+
+    def _check_exact_weights(self, options: dict) -> None:
+        method = options.get("method") or self._default_method
+        if method != "flow":  # the flow's log-determinant is always exact
+            super()._check_exact_weights({**options, "method": method})
+
     def _sample_chunk(self, n, n_steps, generator, log_weights, method=None, log_det="auto"):
-        if method is None:
-            method = "flow" if self._student == "flow" else "ode"
+        method = method or self._default_method
         if method == "flow":
             if self._student != "flow":
                 raise ValueError(

@@ -352,3 +352,12 @@ def test_scds_flow_learns_a_gaussian():
     ).fit(GAUSSIAN)
     mean_error, sd_error = _moment_errors(sampler)
     assert mean_error < 0.1 and sd_error < 0.1, (mean_error, sd_error)
+
+
+def test_the_flow_leaves_torch_distributions_validation_as_it_was():
+    """zuko's import switches it off for the whole process; skcds restores it."""
+    before = torch.distributions.Distribution._validate_args
+    for setting in (True, False, before):
+        torch.distributions.Distribution.set_default_validate_args(setting)
+        FlowNet(2)
+        assert torch.distributions.Distribution._validate_args is setting

@@ -250,6 +250,8 @@ BAD_VALUES = {
     "solver": NOT_OPTION,
     "target": NOT_OPTION,
     "target_decay": st.one_of(st.floats().filter(lambda m: not 0 <= m < 1), st.text(max_size=3)),
+    "student": NOT_OPTION.filter(lambda s: s not in ("jump", "flow", "consistency")),
+    "reverse_kl": st.one_of(st.floats(max_value=-1e-9), st.just(math.inf), st.text(max_size=3)),
 }
 NOT_PARAMETERS = {"energy", "teacher"}  # checked by fit's own energy and teacher checks
 ESTIMATORS = {"dis": DiffusionSampler, "scds": SelfConsistentSampler, "cdds": ConsistentDistiller}
