@@ -38,6 +38,9 @@ def _power_of_two(n) -> bool:
 
 _WEIGHT = v.Constraint(numbers.Real, lambda w: 0 <= w < float("inf"), "a finite float >= 0")
 _TEACHER_DECAY = 0.99  # EMA of the self-consistency teacher: a window of ~100 iterations
+# kl_weight='auto': the jump's reverse KL raised its ESS at 0.1 (folded at 1); the flow's
+# put GMM9's mode weights off at 0.1 (benchmarks/results/flow_distiller_study)
+_AUTO_KL_WEIGHT = {"jump": 0.1, "flow": 0.0}
 
 
 class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
@@ -112,14 +115,15 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
         (clamped to the prior's box), so that its tails, which few training draws visit, stay
         monotone too. A map monotone everywhere is injective, so its change-of-variables
         weights stay valid. ``0`` turns it off.
-    kl_weight : float, default=0.1
+    kl_weight : 'auto' or float, default='auto'
         Weight of the one-step map's reverse KL to the target from its exact density
         (beyond the paper): it trains the one-step sampler on the energy directly, past the
         quality of its own many-step flow. Needs the target's gradient, so it is skipped
         when ``langevin=False``. A weight of 1 made the one-step map fold (18 % of samples
         reversed) in ``benchmarks/one_step_study.py``. ``flow_map_weight=0, fold_weight=0,
         kl_weight=0`` is the paper's algorithm. With ``student='flow'``: the weight of the
-        flow's reverse KL beside its weighted forward KL.
+        flow's reverse KL beside its weighted forward KL. ``'auto'``: 0.1 for the jump, 0
+        for the flow.
     loss : {'log_variance', 'kl'}, default='log_variance'
         Divergence of the diffusion loss, as in :class:`DiffusionSampler`.
     reference : {'vp'}, default='vp'
@@ -219,7 +223,9 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
         "consistency_target": v.one_of("online", "ema"),
         "flow_map_weight": _WEIGHT,
         "fold_weight": _WEIGHT,
-        "kl_weight": _WEIGHT,
+        "kl_weight": v.Constraint(
+            object, lambda w: w == "auto" or _WEIGHT.accepts(w), "'auto' or " + _WEIGHT.description
+        ),
     }
     _device_modules = (*DiffusionSampler._device_modules, "flow_")
     _ema_attributes = ("_ema", "_teacher", "_flow_ema")
@@ -268,7 +274,7 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
         consistency_target: str = "online",
         flow_map_weight: float = 1.0,
         fold_weight: float = 10.0,
-        kl_weight: float = 0.1,
+        kl_weight="auto",
         loss: str = "log_variance",
         reference: str = "vp",
         width: int = 64,
@@ -429,7 +435,11 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
     @property
     def _kl_weight(self) -> float:
         """The reverse KL differentiates the target: not for gradient-free energies."""
-        return self.kl_weight if self.langevin else 0.0
+        if not self.langevin:
+            return 0.0
+        if self.kl_weight == "auto":
+            return _AUTO_KL_WEIGHT[self._student]
+        return self.kl_weight
 
     def _one_step_terms(self, args, x0, score0, sde_ends=None) -> dict:
         """Terms from the exact Jacobians of first jumps (from t = 0: no Hessian): the
