@@ -71,9 +71,9 @@ class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
         modified); an unfitted one is cloned and fitted first on the same energy.
     energy : Energy, default=None
         Target density; defaults to the fitted teacher's.
-    student : {'consistency', 'flow'}, default='consistency'
-        The one-step student: CDDS's consistency function on the teacher's ODE, or an
-        invertible flow fitted to the teacher's SDE law (see above).
+    student : {'flow', 'consistency'}, default='flow'
+        The one-step student: an invertible flow fitted to the teacher's SDE law, or CDDS's
+        consistency function on the teacher's ODE (the paper's algorithm; see above).
     reverse_kl : float, default=0.0
         ``student='flow'``: weight of the reverse KL ``E_q[log q - log rho]`` added to the
         weighted forward KL (needs a differentiable ``log_prob``).
@@ -201,13 +201,15 @@ class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
     }
     _device_modules = (*_BaseSampler._device_modules, "_teacher_control")
     _ema_attributes = (*_BaseSampler._ema_attributes, "_target_ema")
+    # models saved before the flow student existed distilled a consistency function
+    _defaults_before_added = {**_BaseSampler._defaults_before_added, "student": "consistency"}
 
     def __init__(
         self,
         teacher=None,
         energy=None,
         *,
-        student: str = "consistency",
+        student: str = "flow",
         reverse_kl: float = 0.0,
         n_intervals: int = 17,
         max_iter: int = 20_000,

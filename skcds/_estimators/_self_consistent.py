@@ -86,10 +86,11 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
     learning_rate : float, default=5e-3
         Initial Adam learning rate, in ``(0, 1]``; it decays in steps to 2% of this value
         over ``max_iter``.
-    student : {'jump', 'flow'}, default='jump'
-        The one-step sampler: the network's own jump (SCDS) or an invertible flow trained
-        on its SDE's weighted draws (see above; ``update``, ``consistency_weight``,
-        ``consistency_target``, ``flow_map_weight`` and ``fold_weight`` then do nothing).
+    student : {'flow', 'jump'}, default='flow'
+        The one-step sampler: an invertible flow trained on the SDE's weighted draws (see
+        above; ``update``, ``consistency_weight``, ``consistency_target``,
+        ``flow_map_weight`` and ``fold_weight`` then do nothing), or the network's own jump
+        (SCDS, the paper's design, with the terms below).
     update : {'alternate', 'sum'}, default='alternate'
         ``'alternate'``: an optimiser step on the diffusion loss, then one on the
         self-consistency loss at the updated weights (the reference code). ``'sum'``: one step
@@ -232,6 +233,7 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
     # models saved before these terms existed were trained by the paper's algorithm
     _defaults_before_added = {
         **DiffusionSampler._defaults_before_added,
+        "student": "jump",
         "flow_map_weight": 0.0,
         "fold_weight": 0.0,
         "kl_weight": 0.0,
@@ -268,7 +270,7 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
         max_iter: int = 20_000,
         batch_size: int = 512,
         learning_rate: float = 5e-3,
-        student: str = "jump",
+        student: str = "flow",
         update: str = "alternate",
         consistency_weight: float = 1.0,
         consistency_target: str = "online",

@@ -21,7 +21,7 @@ from skcds.energies import GaussianMixture, from_log_prob
 from skcds.exceptions import InvalidWeightsWarning
 
 TEACHER = {"n_steps": 16, "max_iter": 30, "batch_size": 64}
-STUDENT = {"n_intervals": 4, "max_iter": 20, "batch_size": 64}
+STUDENT = {"student": "consistency", "n_intervals": 4, "max_iter": 20, "batch_size": 64}
 
 MEAN = torch.tensor([0.3, -0.2], dtype=torch.float64)
 COV = torch.tensor([[0.81, 0.3], [0.3, 1.21]], dtype=torch.float64)
@@ -268,7 +268,7 @@ def test_an_energy_of_another_dimension_is_refused(teacher):
 
 def test_more_intervals_than_teacher_steps_are_refused(teacher):
     with pytest.raises(ValueError, match="'n_intervals' must be at most the teacher's n_steps"):
-        ConsistentDistiller(teacher, n_intervals=17, max_iter=1).fit()
+        ConsistentDistiller(teacher, student="consistency", n_intervals=17, max_iter=1).fit()
 
 
 @pytest.mark.parametrize(

@@ -204,13 +204,16 @@ def test_the_flow_works_at_the_scale_of_the_teachers_draws(student):
 # ---------------------------------------------------------------- parameters
 def test_learning_rate_auto_is_per_student(teacher):
     flow = ConsistentDistiller(teacher, **FLOW).fit()
-    consistency = ConsistentDistiller(teacher, n_intervals=4, max_iter=2, batch_size=16).fit()
+    consistency = ConsistentDistiller(
+        teacher, student="consistency", n_intervals=4, max_iter=2, batch_size=16
+    ).fit()
     assert flow.history_[0]["learning_rate"] == 1e-3
     assert consistency.history_[0]["learning_rate"] == 5e-3
 
 
 def test_the_consistency_student_is_unchanged_by_learning_rate_auto(teacher):
     options = {"n_intervals": 4, "max_iter": 5, "batch_size": 16, "random_state": 0}
+    options["student"] = "consistency"
     auto = ConsistentDistiller(teacher, **options).fit()
     explicit = ConsistentDistiller(teacher, learning_rate=5e-3, **options).fit()
     a, b = (sampler.sample(9, random_state=1) for sampler in (auto, explicit))
@@ -258,9 +261,9 @@ def test_the_jump_and_consistency_students_are_bitwise_those_of_before():
     energy = GaussianMixture.grid()
     tiny = {"n_steps": 8, "max_iter": 6, "batch_size": 32, "random_state": 0, "dtype": "float64"}
     dis = DiffusionSampler(**tiny).fit(energy)
-    scds = SelfConsistentSampler(**tiny).fit(energy)
+    scds = SelfConsistentSampler(student="jump", **tiny).fit(energy)
     options = {"n_intervals": 4, "max_iter": 6, "batch_size": 32, "random_state": 0}
-    cdds = ConsistentDistiller(dis, **options, dtype="float64").fit()
+    cdds = ConsistentDistiller(dis, student="consistency", **options, dtype="float64").fit()
     sde = {"method": "sde", "n_steps": 8}
     for name, sampler, kwargs in (
         ("dis", dis, {}),
@@ -311,8 +314,8 @@ def test_scds_flow_k_steps_any_k(scds_flow):
 
 
 def test_method_flow_needs_the_flow_student():
-    sampler = SelfConsistentSampler(n_steps=4, max_iter=2, batch_size=16, random_state=0)
-    sampler.fit(GaussianMixture.grid())
+    sampler = SelfConsistentSampler(student="jump", n_steps=4, max_iter=2, batch_size=16)
+    sampler.set_params(random_state=0).fit(GaussianMixture.grid())
     with pytest.raises(ValueError, match="student='flow'"):
         sampler.sample(3, method="flow")
     assert sampler.flow_ is None

@@ -36,17 +36,19 @@ GAUSSIAN = from_log_prob(gaussian_log_prob, dim=2)
 
 @pytest.fixture(scope="module")
 def fitted():
-    return SelfConsistentSampler(**TINY, random_state=0).fit(GaussianMixture.grid())
+    return SelfConsistentSampler(student="jump", **TINY, random_state=0).fit(GaussianMixture.grid())
 
 
 @pytest.fixture(scope="module")
 def fitted_gaussian():
-    return SelfConsistentSampler(**TINY, random_state=0).fit(GAUSSIAN)
+    return SelfConsistentSampler(student="jump", **TINY, random_state=0).fit(GAUSSIAN)
 
 
 @pytest.fixture(scope="module")
 def untrained_gaussian():
-    return SelfConsistentSampler(**{**TINY, "max_iter": 1}, random_state=0).fit(GAUSSIAN)
+    return SelfConsistentSampler(student="jump", **{**TINY, "max_iter": 1}, random_state=0).fit(
+        GAUSSIAN
+    )
 
 
 # ---------------------------------------------------------------- sampling
@@ -135,15 +137,19 @@ def test_invalid_k_is_refused(fitted, k, message):
 )
 def test_invalid_parameters_are_named(params, message):
     with pytest.raises(ValueError) as error:
-        SelfConsistentSampler(**{**TINY, **params}).fit(GaussianMixture.grid())
+        SelfConsistentSampler(student="jump", **{**TINY, **params}).fit(GaussianMixture.grid())
     assert str(error.value) == message
 
 
 def test_sampling_before_fit_is_not_fitted():
     with pytest.raises(NotFittedError):
-        SelfConsistentSampler().sample(3)
+        SelfConsistentSampler(
+            student="jump",
+        ).sample(3)
     with pytest.raises(NotFittedError):
-        SelfConsistentSampler().estimate_log_normalizer(3)
+        SelfConsistentSampler(
+            student="jump",
+        ).estimate_log_normalizer(3)
 
 
 # ---------------------------------------------------------------- training
@@ -152,7 +158,9 @@ def test_sampling_before_fit_is_not_fitted():
 @pytest.mark.parametrize("update", ["alternate", "sum"])
 def test_history_records_both_losses(update):
     params = {"n_steps": 4, "max_iter": 3, "batch_size": 16, "random_state": 0}
-    sampler = SelfConsistentSampler(**params, update=update).fit(GaussianMixture.grid())
+    sampler = SelfConsistentSampler(student="jump", **params, update=update).fit(
+        GaussianMixture.grid()
+    )
     assert sampler.n_iter_ == 3 and len(sampler.history_) == 3
     for row in sampler.history_:
         assert {"loss", "consistency_loss", "learning_rate", "grad_norm"} <= set(row)
@@ -169,7 +177,9 @@ def test_alternate_updates_step_the_schedule_once_per_iteration(monkeypatch):
         lambda optimizer, max_iter: make_scheduler(optimizer, max_iter, step_size=1),
     )
     params = {"n_steps": 4, "max_iter": 5, "batch_size": 8, "random_state": 0}
-    scds = SelfConsistentSampler(**params, update="alternate").fit(GaussianMixture.grid())
+    scds = SelfConsistentSampler(student="jump", **params, update="alternate").fit(
+        GaussianMixture.grid()
+    )
     dis = DiffusionSampler(**params).fit(GaussianMixture.grid())
     gamma = 0.02 ** (1 / 5)
     expected = [5e-3 * gamma**i for i in range(5)]
@@ -181,8 +191,8 @@ def test_alternate_updates_step_the_schedule_once_per_iteration(monkeypatch):
 
 def test_fit_is_deterministic_under_random_state():
     params = {"n_steps": 4, "max_iter": 3, "batch_size": 16, "random_state": 3}
-    a = SelfConsistentSampler(**params).fit(GaussianMixture.grid())
-    b = SelfConsistentSampler(**params).fit(GaussianMixture.grid())
+    a = SelfConsistentSampler(student="jump", **params).fit(GaussianMixture.grid())
+    b = SelfConsistentSampler(student="jump", **params).fit(GaussianMixture.grid())
     assert [r["consistency_loss"] for r in a.history_] == [
         r["consistency_loss"] for r in b.history_
     ]
@@ -264,7 +274,9 @@ def test_joblib_round_trip_keeps_samples_and_weights(fitted, tmp_path):
 
 
 def test_clone_and_get_params():
-    sampler = SelfConsistentSampler(**TINY, update="sum", consistency_weight=0.5, random_state=0)
+    sampler = SelfConsistentSampler(
+        student="jump", **TINY, update="sum", consistency_weight=0.5, random_state=0
+    )
     params = sampler.get_params()
     assert params["update"] == "sum" and params["consistency_weight"] == 0.5
     assert params["n_steps"] == 8
@@ -288,7 +300,9 @@ def test_a_folding_map_warns_that_its_weights_are_invalid():
     from skcds.energies import ManyWell
     from skcds.exceptions import InvalidWeightsWarning
 
-    sampler = SelfConsistentSampler(n_steps=8, max_iter=5, batch_size=64, random_state=0)
+    sampler = SelfConsistentSampler(
+        student="jump", n_steps=8, max_iter=5, batch_size=64, random_state=0
+    )
     sampler.fit(ManyWell.mw52())
     with pytest.warns(
         InvalidWeightsWarning, match=r"The 8-step deterministic map is not injective"
@@ -319,10 +333,15 @@ LEVERS = {
 def test_levers_train_deterministically_and_change_the_updates(levers):
     params = {"n_steps": 8, "max_iter": 4, "batch_size": 16, "random_state": 3}
     energy = GaussianMixture.grid()
-    a = SelfConsistentSampler(**params, **levers).fit(energy)
-    b = SelfConsistentSampler(**params, **levers).fit(energy)
+    a = SelfConsistentSampler(student="jump", **params, **levers).fit(energy)
+    b = SelfConsistentSampler(student="jump", **params, **levers).fit(energy)
     paper = SelfConsistentSampler(
-        **params, flow_map_weight=0.0, fold_weight=0.0, kl_weight=0.0, consistency_target="online"
+        student="jump",
+        **params,
+        flow_map_weight=0.0,
+        fold_weight=0.0,
+        kl_weight=0.0,
+        consistency_target="online",
     ).fit(energy)
     losses = [r["consistency_loss"] for r in a.history_]
     assert losses == [r["consistency_loss"] for r in b.history_]
@@ -336,9 +355,16 @@ def test_ema_teacher_survives_pickling_and_resumes_bitwise(tmp_path):
     """A warm start from a pickle continues the EMA teacher exactly as one without it."""
     params = {"n_steps": 4, "max_iter": 3, "batch_size": 16, "random_state": 0, **LEVERS}
     energy = GaussianMixture.grid()
-    joblib.dump(SelfConsistentSampler(**params).fit(energy), tmp_path / "half.joblib")
+    joblib.dump(
+        SelfConsistentSampler(student="jump", **params).fit(energy), tmp_path / "half.joblib"
+    )
     resumed = joblib.load(tmp_path / "half.joblib").set_params(warm_start=True).fit(energy)
-    direct = SelfConsistentSampler(**params).fit(energy).set_params(warm_start=True).fit(energy)
+    direct = (
+        SelfConsistentSampler(student="jump", **params)
+        .fit(energy)
+        .set_params(warm_start=True)
+        .fit(energy)
+    )
     assert resumed.n_iter_ == direct.n_iter_ == 6
     teachers = (resumed._teacher.module, direct._teacher.module)
     pairs = zip(*(t.parameters() for t in teachers), strict=True)
@@ -371,7 +397,7 @@ def test_ema_teacher_survives_pickling_and_resumes_bitwise(tmp_path):
 )
 def test_invalid_lever_parameters_are_named(params, message):
     with pytest.raises(ValueError) as error:
-        SelfConsistentSampler(**{**TINY, **params}).fit(GaussianMixture.grid())
+        SelfConsistentSampler(student="jump", **{**TINY, **params}).fit(GaussianMixture.grid())
     assert str(error.value) == message
 
 
@@ -433,14 +459,21 @@ def test_models_saved_before_the_levers_existed_keep_the_papers_algorithm(tmp_pa
     algorithm; a warm start must continue it so, not switch to the new defaults."""
     import skcds
 
-    sampler = SelfConsistentSampler(**TINY, random_state=0).fit(GaussianMixture.grid())
+    sampler = SelfConsistentSampler(student="jump", **TINY, random_state=0).fit(
+        GaussianMixture.grid()
+    )
     state = sampler.__getstate__()
     for name in ("flow_map_weight", "fold_weight", "kl_weight"):
         del state[name]
     old = SelfConsistentSampler.__new__(SelfConsistentSampler)
     old.__setstate__(state)
     assert (old.flow_map_weight, old.fold_weight, old.kl_weight) == (0.0, 0.0, 0.0)
-    assert SelfConsistentSampler().fold_weight == 10.0  # new models get the new defaults
+    assert (
+        SelfConsistentSampler(
+            student="jump",
+        ).fold_weight
+        == 10.0
+    )  # new models get the new defaults
 
     skcds.save(sampler, tmp_path / "model.skcds")
     payload = torch.load(tmp_path / "model.skcds", weights_only=True)
@@ -467,8 +500,8 @@ def test_study_switches_add_their_term_and_leave_the_default_alone(switches, col
     term when set; the same fit without them records no such term."""
     params = {"n_steps": 8, "max_iter": 3, "batch_size": 16, "random_state": 3}
     energy = GaussianMixture.grid()
-    plain = SelfConsistentSampler(**params).fit(energy)
-    switched = SelfConsistentSampler(**params)
+    plain = SelfConsistentSampler(student="jump", **params).fit(energy)
+    switched = SelfConsistentSampler(student="jump", **params)
     for name, value in switches.items():
         setattr(switched, name, value)
     switched.fit(energy)
@@ -482,7 +515,7 @@ def test_fold_spread_switch_penalises_folds_in_the_prior_tails(monkeypatch):
     ``0`` trains as the default of before, without those draws."""
     params = {"n_steps": 8, "max_iter": 1, "batch_size": 16, "random_state": 3}
     energy = GaussianMixture.grid()
-    sampler = SelfConsistentSampler(**params).fit(energy)
+    sampler = SelfConsistentSampler(student="jump", **params).fit(energy)
     args = (sampler.control_, sampler.reference_, sampler._dynamics_energy, sampler._grid(8))
     sampler._fold_spread = 3.0
     assert float(sampler._tail_penalty(args, 64).detach()) == 0.0  # monotone at the start
@@ -507,8 +540,8 @@ def test_fold_spread_switch_penalises_folds_in_the_prior_tails(monkeypatch):
     assert wide > 0.1 and narrow == 0.0
     assert SelfConsistentSampler._fold_spread == 1.5
     params["max_iter"] = 2
-    default = SelfConsistentSampler(**params).fit(energy)
-    off = SelfConsistentSampler(**params)
+    default = SelfConsistentSampler(student="jump", **params).fit(energy)
+    off = SelfConsistentSampler(student="jump", **params)
     off._fold_spread = 0.0
     off.fit(energy)
     assert all(math.isfinite(r["fold_penalty"]) for r in default.history_ + off.history_)
@@ -520,9 +553,9 @@ def test_favour_long_jumps_switch_changes_the_jumps_trained():
     first value differs from that of two identical plain fits)."""
     params = {"n_steps": 8, "max_iter": 2, "batch_size": 16, "random_state": 3}
     energy = GaussianMixture.grid()
-    plain = SelfConsistentSampler(**params).fit(energy)
-    again = SelfConsistentSampler(**params).fit(energy)
-    switched = SelfConsistentSampler(**params)
+    plain = SelfConsistentSampler(student="jump", **params).fit(energy)
+    again = SelfConsistentSampler(student="jump", **params).fit(energy)
+    switched = SelfConsistentSampler(student="jump", **params)
     switched._favour_long_jumps = True
     switched.fit(energy)
     first = [s.history_[0]["consistency_loss"] for s in (plain, again, switched)]
@@ -534,8 +567,8 @@ def test_log_variance_switch_replaces_the_one_step_kl():
     log-weights, not their negative mean, so the recorded term changes and stays >= 0."""
     params = {"n_steps": 8, "max_iter": 3, "batch_size": 16, "random_state": 3}
     energy = GaussianMixture.grid()
-    plain = SelfConsistentSampler(**params).fit(energy)
-    switched = SelfConsistentSampler(**params)
+    plain = SelfConsistentSampler(student="jump", **params).fit(energy)
+    switched = SelfConsistentSampler(student="jump", **params)
     switched._one_step_log_variance = True
     switched.fit(energy)
     first = switched.history_[0]["one_step_kl"]
@@ -547,7 +580,9 @@ def test_damp_long_jumps_switch_scales_the_langevin_term_by_the_jump_length():
     Langevin scale (one grid step's drift); the grid step itself is undamped, and the switch
     survives a joblib round trip."""
     energy = GaussianMixture.grid()
-    sampler = SelfConsistentSampler(n_steps=8, max_iter=2, batch_size=16, random_state=0)
+    sampler = SelfConsistentSampler(
+        student="jump", n_steps=8, max_iter=2, batch_size=16, random_state=0
+    )
     sampler._damp_long_jumps = True
     sampler.fit(energy)
     net, t, sigma = sampler.control_, torch.tensor([0.5]), torch.tensor([1.0])
@@ -557,7 +592,9 @@ def test_damp_long_jumps_switch_scales_the_langevin_term_by_the_jump_length():
     net.langevin_step = 1 / 8
     torch.testing.assert_close(jump, grid / 8)
     assert torch.equal(grid, plain)  # the grid step is undamped
-    undamped = SelfConsistentSampler(n_steps=8, max_iter=2, batch_size=16, random_state=0)
+    undamped = SelfConsistentSampler(
+        student="jump", n_steps=8, max_iter=2, batch_size=16, random_state=0
+    )
     assert undamped.fit(energy).control_.langevin_step is None
     buffer = io.BytesIO()
     joblib.dump(sampler, buffer)
@@ -572,7 +609,9 @@ def test_prior_scale_switch_trains_in_scaled_coordinates():
     """``_prior_scale = s`` (study switch): training in ``x = s z``; samples come back in the
     user's coordinates and the weights stay those of the user's target."""
     energy = GaussianMixture.grid()
-    sampler = SelfConsistentSampler(n_steps=8, max_iter=2, batch_size=16, random_state=0)
+    sampler = SelfConsistentSampler(
+        student="jump", n_steps=8, max_iter=2, batch_size=16, random_state=0
+    )
     sampler._prior_scale = 4.0
     sampler.fit(energy)
     assert sampler.preconditioning_.method == "diagonal"
