@@ -16,8 +16,7 @@ from .energies import GaussianMixture
 from .metrics import mode_coverage, wasserstein
 
 DEMO_BUDGET = {"n_steps": 32, "max_iter": 1500, "batch_size": 256}
-_MCMC_STEPS = 10
-_IMH_STEPS = 2
+_FEW_STEPS = 4  # the flow's draw and 3 independent Metropolis-Hastings steps
 
 
 def _plot(energy, panels: dict, path: Path) -> None:
@@ -41,19 +40,28 @@ def _plot(energy, panels: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _weight_metrics(sampler, k: int) -> dict:
-    """log Z, ELBO and ESS from the k-step change-of-variables weights, or why they are invalid."""
+def _weight_metrics(sampler, k: int, label: str | None = None, **options) -> dict:
+    """log Z, ELBO and ESS from the sampler's ``k``-step weights, or why they are invalid."""
+    label = label or f"{k} step(s)"
     with weight_check(ignore_unreliable=True) as check:  # k-hat is printed below
-        estimate = sampler.estimate_log_normalizer(10_000, n_steps=k, random_state=3)
+        estimate = sampler.estimate_log_normalizer(10_000, n_steps=k, random_state=3, **options)
     if not check.valid:
         # a folding map has no valid change-of-variables density: print no numbers for it
-        return {f"[{k} step(s)] log Z, ELBO, ESS": "not valid: the map folds, use more steps"}
+        return {f"[{label}] log Z, ELBO, ESS": "not valid: the map folds, use more steps"}
     return {
-        f"[{k} step(s)] log Z estimate (true 0)": estimate.log_z,
-        f"[{k} step(s)] log Z standard error": estimate.stderr,
-        f"[{k} step(s)] ELBO": estimate.elbo,
-        f"[{k} step(s)] ESS": estimate.ess,
-        f"[{k} step(s)] PSIS k-hat (reliable below 0.7)": estimate.khat,
+        f"[{label}] log Z estimate (true 0)": estimate.log_z,
+        f"[{label}] log Z standard error": estimate.stderr,
+        f"[{label}] ELBO": estimate.elbo,
+        f"[{label}] ESS": estimate.ess,
+        f"[{label}] PSIS k-hat (reliable below 0.7)": estimate.khat,
+    }
+
+
+def _sample_metrics(label: str, samples, exact, energy) -> dict:
+    covered = round(9 * mode_coverage(samples, np.asarray(energy.means)))
+    return {
+        f"[{label}] Wasserstein-1": wasserstein(samples, exact, p=1),
+        f"[{label}] modes covered (of 9)": covered,
     }
 
 
@@ -79,24 +87,28 @@ def run_demo(
     pairs = [(energy.sample(2000, generator=g).numpy() for _ in range(2)) for _ in range(4)]
     floor = float(np.mean([wasserstein(a, b, p=1) for a, b in pairs]))
     metrics["Wasserstein-1 floor (2000 samples)"] = floor
-    for k in (1, budget["n_steps"]):
-        samples = sampler.sample(2000, n_steps=k, random_state=1)
-        metrics[f"[{k} step(s)] Wasserstein-1"] = wasserstein(samples, exact, p=1)
-        metrics[f"[{k} step(s)] modes covered (of 9)"] = round(
-            9 * mode_coverage(samples, np.asarray(energy.means))
-        )
-        metrics.update(_weight_metrics(sampler, k))
-        if k == 1:
-            refined = sampler.sample(2000, n_steps=1, random_state=1, mcmc_steps=_MCMC_STEPS)
-            name = f"[1 step + {_MCMC_STEPS} MALA moves] Wasserstein-1"
-            metrics[name] = wasserstein(refined, exact, p=1)
-            panels = {"one step": samples, f"one step + {_MCMC_STEPS} MALA moves": refined}
-            if "[1 step(s)] ESS" in metrics:  # independent MH needs the valid weights
-                corrected = sampler.sample(2000, n_steps=1, random_state=1, imh_steps=_IMH_STEPS)
-                name = f"[1 step + {_IMH_STEPS} independent MH steps] Wasserstein-1"
-                metrics[name] = wasserstein(corrected, exact, p=1)
-                panels[f"one step + {_IMH_STEPS} independent MH steps"] = corrected
-            _plot(energy, panels, out / "samples.png")
+    n_sde = budget["n_steps"]
+    runs = {  # label: (panel title, sampling options)
+        "1 step": ("one step (the flow)", {"n_steps": 1}),
+        f"{_FEW_STEPS} steps": (
+            f"{_FEW_STEPS} steps (+ {_FEW_STEPS - 1} independent MH steps)",
+            {"n_steps": _FEW_STEPS},
+        ),
+        f"{n_sde}-step SDE": (
+            f"its diffusion sampler, {n_sde} SDE steps",
+            {"n_steps": n_sde, "method": "sde"},
+        ),
+    }
+    panels = {}
+    for label, (title, options) in runs.items():
+        samples = sampler.sample(2000, random_state=1, **options)
+        metrics.update(_sample_metrics(label, samples, exact, energy))
+        if options["n_steps"] == 1 or "method" in options:  # the ones with weights
+            metrics.update(
+                _weight_metrics(sampler, label=label, k=options.pop("n_steps"), **options)
+            )
+        panels[title] = samples
+    _plot(energy, panels, out / "samples.png")
     joblib.dump(sampler, out / "sampler.joblib")
     for name, value in metrics.items():
         print(f"{name:>40}: {value:.4g}" if isinstance(value, float) else f"{name:>40}: {value}")
