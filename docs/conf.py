@@ -38,6 +38,7 @@ write_reports(
         "readme_results": "benchmarks/results/readme_results.md",
         "thread_contention": "benchmarks/results/thread_contention/table.md",
         "flow_student_study": "benchmarks/results/flow_student_study/table.md",
+        "flow_distiller_study": "benchmarks/results/flow_distiller_study/table.md",
     },
 )
 

@@ -23,11 +23,17 @@ TIMEOUT = 60.0  # seconds a collective waits for a missing rank
 DIS = {"n_steps": 8, "max_iter": 4, "batch_size": 32, "dtype": "float64", "random_state": 0}
 
 
+def _trained_parameters(sampler) -> list:
+    """The control's parameters, and the flow student's where the sampler has one."""
+    flow = getattr(sampler, "flow_", None)
+    return [*sampler.control_.parameters(), *(flow.parameters() if flow is not None else ())]
+
+
 def _summary(sampler) -> dict:
     """What a run produced: weights, loss history and weighted samples (numpy)."""
     x, log_w = sampler.sample(64, random_state=1, return_log_weights=True)
     return {
-        "params": [p.detach().numpy().copy() for p in sampler.control_.parameters()],
+        "params": [p.detach().numpy().copy() for p in _trained_parameters(sampler)],
         "loss": [row["loss"] for row in sampler.history_],
         "x": x,
         "log_w": log_w,

@@ -99,7 +99,7 @@ def test_broken_sampler_is_rejected(trained):
 def trained_one_step(request):
     energy = from_log_prob(lambda x: gaussian_log_prob(x, ONE_STEP_STD), dim=2)
     params = dict(n_steps=16, max_iter=300, batch_size=256, random_state=request.param)
-    sampler = SelfConsistentSampler(**params).fit(energy)
+    sampler = SelfConsistentSampler(student="jump", **params).fit(energy)
     broken = copy.copy(sampler)
     broken.__class__ = BrokenOneStep
     return sampler, broken

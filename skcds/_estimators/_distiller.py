@@ -357,7 +357,8 @@ class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
         self._target_ema = EMA(self.control_, self.target_decay) if self.target == "ema" else None
         if self.student == "flow":
             with torch.no_grad():
-                self._standardise_flow(self.control_, self._teacher_sde(MOMENT_DRAWS).x)
+                draws = self._teacher_sde(MOMENT_DRAWS, self._generator).x
+                self._standardise_flow(self.control_, draws)
         else:
             self._coarse = coarse_indices(teacher.n_steps, self.n_intervals + 1)
 
@@ -376,7 +377,7 @@ class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
         step = None if step is None else step.to(self.device_, self._dtype)
         return flow(self._teacher_control, self.reference_, self._dynamics_energy, times, x, step)
 
-    def _teacher_sde(self, n: int, generator=None):
+    def _teacher_sde(self, n: int, generator: torch.Generator):
         """``n`` draws of the teacher's SDE on its own grid, with their path log-weights."""
         step = self.teacher_._step_conditioning(self.teacher_.n_steps)
         step = None if step is None else step.to(self.device_, self._dtype)

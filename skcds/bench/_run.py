@@ -54,8 +54,9 @@ def _fit(method: str, energy, budget: Budget, n_steps: int, device, seed: int, l
 
     common = {"device": device, "random_state": seed}
     if method == "cdds":
-        return ConsistentDistiller(
+        return ConsistentDistiller(  # the paper's CDDS
             teacher,
+            student="consistency",
             n_intervals=min(budget.n_intervals, n_steps),
             max_iter=budget.distill_iter,
             batch_size=budget.distill_batch_size,
@@ -63,7 +64,7 @@ def _fit(method: str, energy, budget: Budget, n_steps: int, device, seed: int, l
         ).fit(energy)
     common.update(n_steps=n_steps, max_iter=budget.max_iter, batch_size=budget.batch_size)
     if method == "scds":
-        return SelfConsistentSampler(**common).fit(energy)
+        return SelfConsistentSampler(student="jump", **common).fit(energy)  # the paper's
     method_loss = "log_variance" if method == "dis" else loss
     return DiffusionSampler(reference=BASELINE_REFERENCE[method], loss=method_loss, **common).fit(
         energy

@@ -155,7 +155,8 @@ def test_folding_step_is_reported_with_its_reversed_fraction():
 
 @pytest.fixture(scope="module")
 def tiny_scds():
-    sampler = SelfConsistentSampler(n_steps=8, max_iter=5, batch_size=32, random_state=0)
+    sampler = SelfConsistentSampler(student="jump", n_steps=8, max_iter=5, batch_size=32)
+    sampler.set_params(random_state=0)
     return sampler.fit(GaussianMixture.grid())
 
 

@@ -121,7 +121,7 @@ def test_the_loss_ignores_rows_without_a_finite_weight():
 class _Unweighted(ConsistentDistiller):
     """The broken twin: learns the teacher's draws as they are (every weight equal)."""
 
-    def _teacher_sde(self, n, generator=None):
+    def _teacher_sde(self, n, generator):
         roll = super()._teacher_sde(n, generator)
         return roll._replace(log_target=roll.log_rnd)
 
@@ -364,3 +364,11 @@ def test_the_flow_leaves_torch_distributions_validation_as_it_was():
         torch.distributions.Distribution.set_default_validate_args(setting)
         FlowNet(2)
         assert torch.distributions.Distribution._validate_args is setting
+
+
+def test_distilling_a_flow_is_deterministic_and_leaves_the_global_rng_alone(teacher):
+    state = torch.random.get_rng_state()
+    a, b = (ConsistentDistiller(teacher, **FLOW, random_state=3).fit() for _ in range(2))
+    losses = [[row["loss"] for row in s.history_] for s in (a, b)]
+    assert losses[0] == losses[1]
+    assert torch.equal(torch.random.get_rng_state(), state)

@@ -51,12 +51,13 @@ def test_without_langevin_the_energy_is_called_once_per_iteration():
     assert points >= 9 * 32 * 2 * 2
 
 
-def test_the_distiller_of_a_gradient_free_teacher_never_calls_the_energy_while_training():
+def test_the_consistency_distiller_of_a_gradient_free_teacher_never_calls_the_energy():
+    """(The flow student does: its teacher's path weights need log rho.)"""
     fn, energy = numpy_energy()
     teacher = DiffusionSampler(n_steps=8, max_iter=2, batch_size=16, random_state=0)
     teacher.set_params(langevin=False).fit(energy)
-    student = ConsistentDistiller(teacher, n_intervals=4, max_iter=2, batch_size=16)
-    student.set_params(random_state=0).fit()
+    student = ConsistentDistiller(teacher, student="consistency", n_intervals=4, max_iter=2)
+    student.set_params(batch_size=16, random_state=0).fit()
     fn = student.energy_.fn
     before = fn.calls
     student.set_params(warm_start=True, max_iter=3).fit()

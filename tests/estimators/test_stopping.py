@@ -90,8 +90,8 @@ def test_invalid_stopping_parameters_are_refused():
 
 
 def test_diagnose_reports_every_step_count_with_advice():
-    sampler = SelfConsistentSampler(**SMALL, max_iter=6, monitor_every=3).fit(NORMAL)
-    diagnosis = sampler.diagnose(500)
+    sampler = SelfConsistentSampler(student="jump", **SMALL, max_iter=6, monitor_every=3)
+    diagnosis = sampler.fit(NORMAL).diagnose(500)
     assert [s.n_steps for s in diagnosis.steps] == [1, 2, 4, 8]
     assert diagnosis.n_iter == 6 and diagnosis.stop_reason == "max_iter"
     for s in diagnosis.steps:
