@@ -181,6 +181,8 @@ def _run_all(names, methods, settings, out, path, seed, precondition) -> list[di
         for method in methods:
             sampler, seconds = _fit(method, posterior.energy, settings, seed, precondition)
             steps = [k for k in _STEPS[method] if method == "dis" or k <= settings.n_steps]
+            if getattr(sampler, "student", None) == "flow":
+                steps = [1]  # k > 1 adds Metropolis-Hastings steps (no weights): imh_ columns
             for k in steps:
                 row = evaluate(
                     sampler, posterior.reference_unconstrained, k, settings.n_samples, seed + 1
