@@ -44,26 +44,28 @@ _AUTO_KL_WEIGHT = {"jump": 0.1, "flow": 0.0}
 
 
 class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
-    """Self-consistent diffusion sampler (SCDS): samples in 1, 2, 4, … ``n_steps`` steps.
+    """Self-consistent diffusion sampler: a diffusion sampler and a one-step sampler trained
+    together from the energy alone.
 
-    One step-conditioned control ``u(t, x, d)`` is trained from the energy alone. At the grid
-    step ``d = T / N`` it is a diffusion sampler, trained with the log-variance loss on SDE
-    paths as :class:`DiffusionSampler`; a self-consistency loss makes one Euler step of the
-    probability-flow ODE of size ``2d`` land where two steps of size ``d`` land, for every
-    power-of-two ``d`` and start on the grid. Sampling with ``k`` steps runs ``k`` Euler steps
-    of size ``T / k``: one network evaluation for ``k = 1``.
-
-    With ``student='flow'`` the one-step sampler is instead an invertible coupling flow
+    By default (``student='flow'``) the one-step sampler is an invertible coupling flow
     (:class:`~skcds._core.networks.FlowNet`) trained beside the diffusion sampler: each
-    iteration takes an optimiser step of the diffusion loss on a batch of SDE paths, then
-    one of the flow's self-normalised weighted log-likelihood of the same paths' endpoints,
-    weighted by their exact path weights (plus ``kl_weight`` times its reverse KL), so the
-    flow learns ``rho`` from the SDE's law, not the probability flow's. Its draws come with
-    their exact log-density, so one-step weights are exact at every dimension; ``n_steps=k``
-    adds ``k - 1`` independent Metropolis-Hastings steps proposing fresh flow draws, which
-    leave ``rho`` invariant. The jump losses are not trained in this mode.
+    iteration takes an optimiser step of the diffusion loss on a batch of SDE paths, as
+    :class:`DiffusionSampler`, then one of the flow's self-normalised weighted
+    log-likelihood of the same paths' endpoints, weighted by their exact path weights (plus
+    ``kl_weight`` times its reverse KL), so the flow learns ``rho`` from the SDE's law, not
+    the probability flow's. Its draws come with their exact log-density, so one-step
+    weights are exact at every dimension; ``n_steps=k`` adds ``k - 1`` independent
+    Metropolis-Hastings steps proposing fresh flow draws, which leave ``rho`` invariant;
+    ``method='sde'`` samples the diffusion sampler itself.
 
-    Importance weights are valid in every mode, unlike the paper's one-step "boundary
+    With ``student='jump'`` (SCDS, the paper's design) one step-conditioned control
+    ``u(t, x, d)`` is trained from the energy alone. At the grid step ``d = T / N`` it is a
+    diffusion sampler, trained with the log-variance loss on SDE paths as
+    :class:`DiffusionSampler`; a self-consistency loss makes one Euler step of the
+    probability-flow ODE of size ``2d`` land where two steps of size ``d`` land, for every
+    power-of-two ``d`` and start on the grid. Sampling with ``k`` steps runs ``k`` Euler
+    steps of size ``T / k``: one network evaluation for ``k = 1``.
+    Its importance weights are valid in every mode, unlike the paper's one-step "boundary
     likelihood": the ``k``-step sampler is a deterministic map whose density follows from the
     prior by change of variables with the exact Jacobian determinant of each step (see
     :mod:`skcds._core.flow`), so the ELBO of :meth:`score` is a true lower bound of ``log Z``
@@ -154,8 +156,9 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
     warm_start : bool, default=False
         Continue training the fitted model for ``max_iter`` more iterations.
     max_time, early_stopping, n_iter_no_change, tol, monitor_every
-        When training stops, as in :class:`DiffusionSampler` (monitored: the
-        ``n_steps``-step SDE's path weights).
+        When training stops, as in :class:`DiffusionSampler` (monitored: the flow's
+        one-step weights, or with ``student='jump'`` the ``n_steps``-step SDE's path
+        weights).
     callbacks : list of callable, default=None
         Each is called as ``callback(estimator, record)`` after every iteration, e.g.
         :class:`skcds.callbacks.Checkpoint` to save the model periodically.
