@@ -339,7 +339,7 @@ class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
         return self.learning_rate
 
     def _parameter_groups(self) -> list:
-        if self._student == "flow":
+        if self.student == "flow":
             return self.control_.parameter_groups(self._learning_rate)
         return super()._parameter_groups()
 
@@ -418,7 +418,7 @@ class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
         if n_steps is None:
             return 1
         k = self._check_n(n_steps, "n_steps")
-        if k > self.n_intervals and self._student == "consistency":
+        if k > self.n_intervals and self.student == "consistency":
             raise ValueError(
                 f"'n_steps' must be at most n_intervals={self.n_intervals} (the coarse grid the "
                 f"student was trained on); got {n_steps}."
@@ -438,13 +438,8 @@ class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
     def _monitor_options(self) -> tuple[int, dict]:
         return 1, {}  # the one-step map's weights: the only ones the student has
 
-    @property
-    def _student(self) -> str:
-        """``student``; a consistency function for a model saved before it existed."""
-        return getattr(self, "student", "consistency")
-
     def _check_exact_weights(self, options: dict) -> None:
-        if self._student == "consistency":  # the flow's log-determinant is always exact
+        if self.student == "consistency":  # the flow's log-determinant is always exact
             super()._check_exact_weights(options)
 
     @property
@@ -452,7 +447,7 @@ class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
         return self._sampling_control
 
     def _sample_chunk(self, n, n_steps, generator, log_weights, log_det="auto"):
-        if self._student == "flow":
+        if self.student == "flow":
             return self._sample_flow(n, n_steps, generator, log_weights)
         log_det = self._log_det_method(log_det)
         if log_weights and n_steps > 1:

@@ -345,15 +345,10 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
         super()._update_ema(iteration)
         if getattr(self, "_teacher", None) is not None:
             self._teacher.update(self.control_)
-        if self._student == "flow" and self._ema_due(iteration):
+        if self.student == "flow" and self._ema_due(iteration):
             if self._flow_ema is None:
                 self._flow_ema = EMA(self.flow_)
             self._flow_ema.update(self.flow_)
-
-    @property
-    def _student(self) -> str:
-        """``student``; the jump for a model saved before it existed."""
-        return getattr(self, "student", "jump")
 
     def _build_more(self, generator: torch.Generator) -> None:
         """The flow student, at the scale of the untrained sampler's SDE draws."""
@@ -373,7 +368,7 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
 
     def _parameter_groups(self) -> list:
         groups = [{"params": list(self.control_.parameters())}]
-        if self._student == "flow":
+        if self.student == "flow":
             groups += self.flow_.parameter_groups(FLOW_LEARNING_RATE)
         return groups
 
@@ -447,7 +442,7 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
         if not self.langevin:
             return 0.0
         if self.kl_weight == "auto":
-            return _AUTO_KL_WEIGHT[self._student]
+            return _AUTO_KL_WEIGHT[self.student]
         return self.kl_weight
 
     def _one_step_terms(self, args, x0, score0, sde_ends=None) -> dict:
@@ -521,7 +516,7 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
 
     def _training_steps(self, iteration: int):
         loss, n_nonfinite, roll = self._diffusion_loss()
-        if self._student == "flow":
+        if self.student == "flow":
             yield {"loss": loss}, loss, n_nonfinite, list(self.control_.parameters())
             args = (roll.x, roll.log_weights, self._kl_weight, self._generator)
             flow_loss, logs, _ = self._flow_loss(self.flow_, *args)
@@ -539,7 +534,7 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
         if n_steps is None:
             return 1
         k = self._check_n(n_steps, "n_steps")
-        if self.n_steps % k and self._student == "jump":
+        if self.n_steps % k and self.student == "jump":
             options = ", ".join(str(2**j) for j in range(self.n_steps.bit_length()))
             raise ValueError(
                 f"'n_steps' must divide the training grid of {self.n_steps} steps (one of "
@@ -548,18 +543,18 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
         return k
 
     def _diagnosed_steps(self) -> list[int]:
-        if self._student == "flow":
+        if self.student == "flow":
             return [1]  # k > 1 adds Metropolis-Hastings steps: no density
         return sorted({*(k for k in (1, 2, 4, 8) if k <= self.n_steps), self.n_steps})
 
     def _monitor_options(self) -> tuple[int, dict]:
-        if self._student == "flow":
+        if self.student == "flow":
             return 1, {"method": "flow"}  # stop on what sample() gives by default
         return super()._monitor_options()
 
     @property
     def _default_method(self) -> str:
-        return "flow" if self._student == "flow" else "ode"
+        return "flow" if self.student == "flow" else "ode"
 
     def _check_exact_weights(self, options: dict) -> None:
         method = options.get("method") or self._default_method
@@ -569,7 +564,7 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
     def _sample_chunk(self, n, n_steps, generator, log_weights, method=None, log_det="auto"):
         method = method or self._default_method
         if method == "flow":
-            if self._student != "flow":
+            if self.student != "flow":
                 raise ValueError(
                     "method='flow' samples from the flow student, which this sampler does "
                     "not have (student='jump'); fit with student='flow', or use method='ode' "
