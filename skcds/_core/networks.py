@@ -16,6 +16,7 @@ exact log-density comes in the same pass as its sample.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -270,11 +271,13 @@ class ConsistencyNet(nn.Module):
         return c_skip * x + c_out * features
 
 
+@functools.cache
 def _zuko():
     """zuko, imported on first use. Its import switches torch.distributions' argument
     validation off for the whole process (``zuko/distributions.py``), which would silently
     change a user's model (a scale that underflows to 0 gives -inf instead of an error):
-    the setting is restored. FlowNet uses zuko's transforms only, which never validate."""
+    the setting is restored, once. FlowNet uses zuko's transforms only, which never
+    validate."""
     validate = torch.distributions.Distribution._validate_args
     import zuko
 
