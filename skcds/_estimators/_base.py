@@ -205,10 +205,10 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         self.n_features_in_ = energy.dim
         module = self._build(energy.dim, init_generator)
         self.control_ = module.to(device=self.device_, dtype=self._dtype)
+        self._ema, self._captured = None, {}  # before _build_more: it may sample
         self._build_more(init_generator)
         self._optimizer = make_optimizer(self._parameter_groups(), self._learning_rate)
         self._scheduler = make_scheduler(self._optimizer, self.max_iter)
-        self._ema, self._captured = None, {}
         self.history_, self.n_iter_ = [], 0
 
     @property

@@ -373,17 +373,20 @@ class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
         """The teacher's probability flow from its grid index ``begin`` to ``end``."""
         flow = _TEACHER_FLOWS[self.solver]
         times = self._teacher_times[begin : end + 1]
+        args = (self._teacher_control, self.reference_, self._dynamics_energy, times)
+        return flow(*args, x, self._teacher_step)
+
+    @property
+    def _teacher_step(self) -> torch.Tensor | None:
+        """The step-size input of the teacher's control on its grid (None for DIS)."""
         step = self.teacher_._step_conditioning(self.teacher_.n_steps)
-        step = None if step is None else step.to(self.device_, self._dtype)
-        return flow(self._teacher_control, self.reference_, self._dynamics_energy, times, x, step)
+        return None if step is None else step.to(self.device_, self._dtype)
 
     def _teacher_sde(self, n: int, generator: torch.Generator):
         """``n`` draws of the teacher's SDE on its own grid, with their path log-weights."""
-        step = self.teacher_._step_conditioning(self.teacher_.n_steps)
-        step = None if step is None else step.to(self.device_, self._dtype)
         x0 = self._prior(n, generator)
         args = (self._teacher_control, self.reference_, self._dynamics_energy, self._teacher_times)
-        return euler_maruyama(*args, x0, step=step, record=False, generator=generator)
+        return euler_maruyama(*args, x0, step=self._teacher_step, record=False, generator=generator)
 
     def _flow_training_steps(self):
         """Weighted maximum likelihood of the flow on fresh teacher draws (plus

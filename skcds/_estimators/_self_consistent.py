@@ -23,7 +23,6 @@ from .._core.consistency import (
 )
 from .._core.networks import ControlNet, FlowNet
 from .._core.reference import FLOW_REFERENCES
-from .._core.rollout import euler_maruyama
 from .._core.training import EMA
 from ..energies._guard import reports_model_failures
 from . import _validation as v
@@ -357,14 +356,11 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
             return
         flow = FlowNet(self.n_features_in_, generator=generator)
         self.flow_ = flow.to(device=self.device_, dtype=self._dtype)
-        times, step = self._grid(self.n_steps), self._step_conditioning(self.n_steps)
-        args = (self.control_, self.reference_, self._dynamics_energy, times)
         seed = int(torch.randint(2**62, (1,), generator=generator))
         draws = torch.Generator(device=self.device_).manual_seed(seed)
         with torch.no_grad():
-            x0 = self._prior(MOMENT_DRAWS, draws)
-            roll = euler_maruyama(*args, x0, step=step, record=False, generator=draws)
-        self._standardise_flow(self.flow_, roll.x)
+            x, _ = self._sample_chunk(MOMENT_DRAWS, self.n_steps, draws, False, method="sde")
+        self._standardise_flow(self.flow_, x)
 
     def _parameter_groups(self) -> list:
         groups = [{"params": list(self.control_.parameters())}]
