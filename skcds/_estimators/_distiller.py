@@ -188,11 +188,7 @@ class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
         "reverse_kl": v.Constraint(
             numbers.Real, lambda r: r >= 0 and math.isfinite(r), "a float >= 0"
         ),
-        "learning_rate": v.Constraint(
-            object,
-            lambda r: r == "auto" or v.LEARNING_RATE.accepts(r),
-            "'auto' or a float in (0, 1]",
-        ),
+        "learning_rate": v.auto_or(v.LEARNING_RATE),
         "n_intervals": v.positive_int(),
         "solver": v.one_of(*_TEACHER_FLOWS),
         "target": v.one_of("online", "ema"),

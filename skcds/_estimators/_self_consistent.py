@@ -230,9 +230,7 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
         "consistency_target": v.one_of("online", "ema"),
         "flow_map_weight": _WEIGHT,
         "fold_weight": _WEIGHT,
-        "kl_weight": v.Constraint(
-            object, lambda w: w == "auto" or _WEIGHT.accepts(w), "'auto' or " + _WEIGHT.description
-        ),
+        "kl_weight": v.auto_or(_WEIGHT),
     }
     _device_modules = (*DiffusionSampler._device_modules, "flow_")
     _ema_attributes = ("_ema", "_teacher", "_flow_ema")

@@ -66,6 +66,15 @@ def optional(constraint: Constraint) -> Constraint:
     )
 
 
+def auto_or(constraint: Constraint) -> Constraint:
+    """``'auto'`` or a value that ``constraint`` accepts."""
+    return Constraint(
+        object,
+        lambda v: (isinstance(v, str) and v == "auto") or constraint.accepts(v),
+        f"'auto' or {constraint.description}",
+    )
+
+
 def one_of(*options):
     return Constraint(object, options=options)
 
