@@ -235,13 +235,17 @@ def test_invalid_parameters_name_the_parameter(teacher, name, value):
 
 
 # ---------------------------------------------------------------- persistence
-def test_joblib_and_skcds_save_round_trip(student, tmp_path):
+def _reloaded(sampler, tmp_path) -> tuple:
+    """``sampler`` back from joblib and from ``skcds.save``."""
     buffer = io.BytesIO()
-    joblib.dump(student, buffer)
+    joblib.dump(sampler, buffer)
     buffer.seek(0)
-    pickled = joblib.load(buffer)
-    skcds.save(student, tmp_path / "flow")
-    saved = skcds.load(tmp_path / "flow")
+    skcds.save(sampler, tmp_path / "model")
+    return joblib.load(buffer), skcds.load(tmp_path / "model")
+
+
+def test_joblib_and_skcds_save_round_trip(student, tmp_path):
+    pickled, saved = _reloaded(student, tmp_path)
     expected = student.sample(7, random_state=2, return_log_weights=True)
     for loaded in (pickled, saved):
         assert isinstance(loaded.control_, FlowNet)
@@ -327,12 +331,7 @@ def test_scds_flow_monitors_and_diagnoses_the_flow(scds_flow):
 
 
 def test_scds_flow_round_trips_and_continues(scds_flow, tmp_path):
-    buffer = io.BytesIO()
-    joblib.dump(scds_flow, buffer)
-    buffer.seek(0)
-    pickled = joblib.load(buffer)
-    skcds.save(scds_flow, tmp_path / "scds")
-    saved = skcds.load(tmp_path / "scds")
+    pickled, saved = _reloaded(scds_flow, tmp_path)
     expected = scds_flow.sample(5, random_state=3)
     for loaded in (pickled, saved):
         np.testing.assert_array_equal(loaded.sample(5, random_state=3), expected)
