@@ -13,6 +13,7 @@ constrained parameters (positive, interval, simplex, :data:`ordered`) with
 
 from ._affine import AffineTransformed
 from ._base import Energy, from_energy, from_log_prob
+from ._conditional import Box, ConditionalEnergy, ContextDomain, ContextSampler, FiniteSet
 from ._constrained import Constrained, ordered
 from ._funnel import Funnel
 from ._gaussian_mixture import GaussianMixture
@@ -24,9 +25,14 @@ from ._precondition import Preconditioning, laplace_approximation, precondition
 __all__ = [
     "LGCP",
     "AffineTransformed",
+    "Box",
+    "ConditionalEnergy",
     "Constrained",
+    "ContextDomain",
+    "ContextSampler",
     "Energy",
     "FabManyWell",
+    "FiniteSet",
     "Funnel",
     "GaussianMixture",
     "LogisticRegressionPosterior",

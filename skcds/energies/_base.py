@@ -345,7 +345,11 @@ class _NumpyLogProb(_CallableLogProb):
         return self._finite_difference_grad(x)
 
 
-def _wrap(fn: Callable, dim: int, sign: float, backend: str) -> Energy:
+def _wrap(fn: Callable, dim: int, sign: float, backend: str, context=None) -> Energy:
+    if context is not None:
+        from ._conditional import conditional
+
+        return conditional(fn, dim, sign, backend, context)
     if backend == "torch":
         return _CallableLogProb(fn, dim, sign)
     if backend == "numpy":
@@ -353,7 +357,7 @@ def _wrap(fn: Callable, dim: int, sign: float, backend: str) -> Energy:
     raise ValueError(f"'backend' must be one of ['numpy', 'torch']; got {backend!r}.")
 
 
-def from_log_prob(fn: Callable, dim: int, *, backend: str = "torch") -> Energy:
+def from_log_prob(fn: Callable, dim: int, *, backend: str = "torch", context=None) -> Energy:
     """Wrap a user's **log-density** ``log rho(x)`` (larger is more probable) as an :class:`Energy`.
 
     Parameters
@@ -367,10 +371,18 @@ def from_log_prob(fn: Callable, dim: int, *, backend: str = "torch") -> Energy:
         Dimension of the sample space.
     backend : {'torch', 'numpy'}, default='torch'
         The array library ``fn`` works with.
+    context : Box, FiniteSet or callable, optional
+        Makes the result a family of densities over a context ``c`` (a temperature, a prior
+        scale, a dataset): ``fn(x, c)`` then receives a batch ``x`` and the contexts ``c``
+        of shape ``(n, k)``, one per row, and ``context`` is their domain, from which a
+        sampler draws ``c`` while training: :class:`~skcds.energies.Box` (uniform),
+        :class:`~skcds.energies.FiniteSet`, or a sampler ``fn(n, generator) -> (n, k)``.
+        Needs ``backend='torch'``. See :doc:`/families`.
 
     Returns
     -------
     Energy
+        A :class:`~skcds.energies.ConditionalEnergy` when ``context`` is given.
 
     See Also
     --------
@@ -389,10 +401,10 @@ def from_log_prob(fn: Callable, dim: int, *, backend: str = "torch") -> Energy:
     >>> energy.grad_log_prob(torch.ones(1, 2, dtype=torch.float64)).round(decimals=6)
     tensor([[-1., -1.]], dtype=torch.float64)
     """
-    return _wrap(fn, dim, 1.0, backend)
+    return _wrap(fn, dim, 1.0, backend, context)
 
 
-def from_energy(fn: Callable, dim: int, *, backend: str = "torch") -> Energy:
+def from_energy(fn: Callable, dim: int, *, backend: str = "torch", context=None) -> Energy:
     """Wrap a user's **energy** ``E(x) = -log rho(x)`` (smaller is more probable).
 
     The result is an :class:`Energy` with ``log_prob(x) = -fn(x)``.
@@ -406,6 +418,8 @@ def from_energy(fn: Callable, dim: int, *, backend: str = "torch") -> Energy:
         Dimension of the sample space.
     backend : {'torch', 'numpy'}, default='torch'
         The array library ``fn`` works with.
+    context : Box, FiniteSet or callable, optional
+        A family of energies ``fn(x, c)`` over a context; see :func:`from_log_prob`.
 
     Returns
     -------
@@ -423,4 +437,4 @@ def from_energy(fn: Callable, dim: int, *, backend: str = "torch") -> Energy:
     >>> energy.log_prob(torch.ones(1, 2))
     tensor([-1.])
     """
-    return _wrap(fn, dim, -1.0, backend)
+    return _wrap(fn, dim, -1.0, backend, context)
