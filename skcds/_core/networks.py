@@ -67,11 +67,28 @@ def _add_trunk(net: nn.Module, dim: int, width: int, generator) -> None:
 
 def _trunk(net: nn.Module, embedding: Tensor, x: Tensor) -> Tensor:
     """The state MLP shared by :class:`ControlNet` and :class:`ConsistencyNet`:
-    ``state_embedding(x) + embedding``, GELU hidden layers, then the output layer."""
+    ``state_embedding(x) + embedding`` (+ the embedding of the rows' contexts, for a
+    conditional control), GELU hidden layers, then the output layer."""
     h = net.state_embedding(x) + embedding
+    context = getattr(net, "context", None)
+    if context is not None:  # (n, k) or (1, k): broadcast over the time points
+        h = h + net.context_embedding(context)
     for layer in net.hidden:
         h = layer(nn.functional.gelu(h))
     return net.output(nn.functional.gelu(h))
+
+
+def _context_mlp(context_dim: int, width: int, generator) -> nn.Sequential:
+    """The embedding of a context: two layers, GELU between."""
+    first, second = _linear(context_dim, width, generator), _linear(width, width, generator)
+    return nn.Sequential(first, nn.GELU(), second)
+
+
+def _optional_config(net: nn.Module, **defaults) -> dict:
+    """The constructor arguments of ``net`` that differ from their ``defaults`` (absent from
+    older pickles), so that a config saved before they existed still rebuilds."""
+    values = {name: getattr(net, name, default) for name, default in defaults.items()}
+    return {name: value for name, value in values.items() if value != defaults[name]}
 
 
 class TimeFeatures(NamedTuple):
@@ -102,6 +119,12 @@ class ControlNet(nn.Module):
     clip : float, default=10.0
         Initial element-wise clamp of the MLP output, ``s(t)`` and the Langevin term; stored as
         buffers so that the training schedule can raise it in place (graph-safe).
+    context_dim : int, default=0
+        Dimension of a context ``c`` the control is conditioned on (a family of densities,
+        :class:`~skcds.energies.ConditionalEnergy`): an MLP embedding of ``c`` is added to
+        the state's. The rows' contexts are set, standardised, in the attribute
+        ``context`` (``(n, k)``, or ``(1, k)`` for one context) by the sampler around each
+        use; ``None`` (no context) otherwise.
     langevin_step : float, optional
         Step-conditioned only: damp the Langevin term of a jump of size ``d`` by
         ``min(1, langevin_step / d)``, so that a jump of any length adds the target score's
@@ -121,11 +144,13 @@ class ControlNet(nn.Module):
         step_conditioned: bool = False,
         terminal_time: float = 1.0,
         clip: float = 10.0,
+        context_dim: int = 0,
         langevin_step: float | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.dim, self.langevin, self.terminal_time = dim, langevin, terminal_time
+        self.context_dim, self.context = context_dim, None
         self.step_conditioned = step_conditioned
         self.langevin_step = langevin_step
         self.register_buffer("clip_model", torch.tensor(clip))
@@ -142,6 +167,8 @@ class ControlNet(nn.Module):
         with torch.no_grad():  # s(t) starts at 1 (DIS) or 0.01 (PIS/DDS)
             self.scale_net.layers[-1].weight.zero_()
             self.scale_net.layers[-1].bias.fill_(1.0 if langevin == "lerp" else 0.01)
+        if context_dim:  # last: an unconditional control's weights stay those of before
+            self.context_embedding = _context_mlp(context_dim, width, g)
 
     @property
     def uses_score(self) -> bool:
@@ -156,7 +183,7 @@ class ControlNet(nn.Module):
             "langevin": self.langevin,
             "step_conditioned": self.step_conditioned,
             "terminal_time": self.terminal_time,
-        } | ({} if self.langevin_step is None else {"langevin_step": self.langevin_step})
+        } | _optional_config(self, langevin_step=None, context_dim=0)
 
     def time_features(self, t: Tensor, sigma: Tensor, step: Tensor | None = None) -> TimeFeatures:
         """Time-only parts at times ``t`` of shape ``(m,)`` (``sigma`` and ``step`` alike)."""
@@ -328,6 +355,9 @@ class FlowNet(nn.Module):
         Width of the two hidden layers of each transform's network.
     loc, scale : Tensor of shape (dim,), optional
         The initial affine map after the flow (default: identity).
+    context_dim : int, default=0
+        Dimension of a context ``c`` the splines are conditioned on (zuko's ``context``
+        features), read from the attribute ``context`` as :class:`ControlNet` does.
     generator : torch.Generator, optional
         Source of the initial weights (torch's global RNG is left as it was).
     """
@@ -340,10 +370,12 @@ class FlowNet(nn.Module):
         width: int = 128,
         loc: Tensor | None = None,
         scale: Tensor | None = None,
+        context_dim: int = 0,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.dim, self.transforms, self.width = dim, transforms, width
+        self.context_dim, self.context = context_dim, None
         seed = int(torch.randint(2**62, (1,), generator=generator)) if generator else None
         # zuko initialises its layers from torch's global RNG: seeded from ours, in a fork
         # that restores the global state afterwards
@@ -351,7 +383,11 @@ class FlowNet(nn.Module):
             if seed is not None:
                 torch.manual_seed(seed)
             self.flow = _zuko().flows.NSF(
-                features=dim, transforms=transforms, hidden_features=(width, width), passes=2
+                features=dim,
+                context=context_dim,
+                transforms=transforms,
+                hidden_features=(width, width),
+                passes=2,
             )
         self.loc = nn.Parameter(torch.zeros(dim))
         self.log_scale = nn.Parameter(torch.zeros(dim))
@@ -360,7 +396,8 @@ class FlowNet(nn.Module):
 
     def config(self) -> dict:
         """The constructor's arguments (weights excluded)."""
-        return {"dim": self.dim, "transforms": self.transforms, "width": self.width}
+        config = {"dim": self.dim, "transforms": self.transforms, "width": self.width}
+        return config | _optional_config(self, context_dim=0)
 
     @property
     def scale(self) -> Tensor:
@@ -390,13 +427,15 @@ class FlowNet(nn.Module):
         """The samples ``x`` of standard normal draws ``z`` (``(n, d)``) and their exact
         log-density ``log q(x)``."""
         y, log_det = z, torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)
+        context = getattr(self, "context", None)
         for lazy in reversed(self.flow.transform.transforms):
-            y, ladj = _inverse_and_ladj(lazy(None), y)
+            y, ladj = _inverse_and_ladj(lazy(context), y)
             log_det = log_det + ladj
         log_q = self._base_log_prob(z) - log_det - self.log_scale.sum()
         return self.loc + self.scale * y, log_q
 
     def log_prob(self, x: Tensor) -> Tensor:
         """The exact log-density ``log q(x)`` of points ``x`` of shape ``(n, d)``."""
-        z, log_det = self.flow.transform(None).call_and_ladj((x - self.loc) / self.scale)
+        transform = self.flow.transform(getattr(self, "context", None))
+        z, log_det = transform.call_and_ladj((x - self.loc) / self.scale)
         return self._base_log_prob(z) + log_det - self.log_scale.sum()

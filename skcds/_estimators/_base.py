@@ -32,6 +32,7 @@ from .._core.training import (
 )
 from .._version import __version__, is_compatible
 from .._warnings import weight_check
+from ..energies import ConditionalEnergy
 from ..energies._guard import dynamics_view, reports_model_failures
 from ..energies._precondition import Preconditioning, precondition
 from ..exceptions import (
@@ -43,6 +44,7 @@ from ..exceptions import (
     UnreliableWeightsWarning,
 )
 from . import _validation as v
+from ._context import ConditioningMixin
 from ._docs import refinement_doc
 from ._preparation import check_energy, prepare_energy
 from ._stopping import MONITOR_SAMPLES, Stopper
@@ -96,7 +98,7 @@ def check_saved_version(owner: str, version: str | None) -> None:
         )
 
 
-class _BaseSampler(DensityMixin, BaseEstimator):
+class _BaseSampler(ConditioningMixin, DensityMixin, BaseEstimator):
     """Template for skcds samplers; see :class:`skcds.DiffusionSampler` for the parameters."""
 
     _device_modules = ("control_", "energy_")  # moved to CPU for pickling, back on loading
@@ -203,6 +205,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             preconditioning=self._choose_preconditioning,
         )
         self.n_features_in_ = energy.dim
+        self._check_conditional_support()
         module = self._build(energy.dim, init_generator)
         self.control_ = module.to(device=self.device_, dtype=self._dtype)
         self._ema, self._captured = None, {}  # before _build_more: it may sample
@@ -228,6 +231,13 @@ class _BaseSampler(DensityMixin, BaseEstimator):
                 f"{type(self).__name__} was fitted on {self.n_features_in_} dimensions; a warm "
                 f"start cannot continue on an energy of {energy.dim}."
             )
+        context_dim = getattr(energy, "context_dim", 0)
+        if context_dim != self._context_dim:
+            raise ValueError(
+                f"{type(self).__name__} was fitted on contexts of dimension "
+                f"{self._context_dim} (0: none); a warm start cannot continue on an energy "
+                f"with contexts of dimension {context_dim}."
+            )
         probe_generator = torch.Generator(device=self.device_).manual_seed(0)
         self.energy_, _ = prepare_energy(
             energy,
@@ -245,8 +255,21 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         if scale is not None:
             loc, tril = np.zeros(energy.dim), scale * np.eye(energy.dim)
             return Preconditioning("diagonal", f"prior scale {scale} (study)", loc, tril)
+        if isinstance(energy, ConditionalEnergy):
+            return self._family_preconditioning()
         seed = int(self._generator.initial_seed()) + 2
         return precondition(energy, self.precondition, seed=seed % 2**32)
+
+    def _family_preconditioning(self) -> Preconditioning:
+        """A family of densities trains in the user's coordinates (one whitening would
+        serve one member only)."""
+        if self.precondition not in ("auto", "none"):
+            raise ValueError(
+                f"{type(self).__name__}: precondition={self.precondition!r} whitens one "
+                "density; a ConditionalEnergy (a family over a context) needs "
+                "precondition='auto' or 'none' (both train in your coordinates)."
+            )
+        return Preconditioning("none", "a family of densities (ConditionalEnergy)")
 
     @property
     def _user_energy(self):
@@ -269,7 +292,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
     def _dynamics_energy(self):
         """``energy_`` as the training and sampling loops see it: outputs checked, and
         without its score if the dynamics never read it."""
-        return dynamics_view(self.energy_, self._reads_score())
+        return dynamics_view(self._member_energy, self._reads_score())
 
     def _prior(self, n: int, generator=None, dim=None):
         def draw(m: int) -> torch.Tensor:
@@ -360,7 +383,10 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         n_steps, options = self._monitor_options()
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", InvalidWeightsWarning)  # the SDE's never are
-            _, log_w = self._sharded_chunk(MONITOR_SAMPLES, n_steps, generator, True, **options)
+            contexts = self._domain_contexts(MONITOR_SAMPLES, generator)
+            _, log_w = self._sharded_chunk(
+                MONITOR_SAMPLES, n_steps, generator, True, contexts, **options
+            )
         log_w = log_w.double().cpu()
         log_w = log_w[torch.isfinite(log_w)]
         if log_w.numel() < 2:
@@ -387,13 +413,12 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         lr = self._optimizer.param_groups[0]["lr"]
         record = {"iteration": iteration, "learning_rate": lr, "n_nonfinite": 0}
         stepped = skipped_any = False
-        for logs, loss, n_nonfinite, *only in self._training_steps(iteration):
-            n_nonfinite = int(
-                distributed.global_sum(torch.as_tensor(n_nonfinite, device=self.device_))
-            )
-            if self._nothing_finite(n_nonfinite, iteration):
+        with self._conditioned(self._training_contexts()):
+            steps = list(self._iterate_steps(iteration, params))
+        for logs, loss, n_nonfinite, norm, skipped in steps:
+            if loss is None:  # nothing finite: diverged
                 return None
-            grad_norm, skipped = optimizer_step(loss, only[0] if only else params, self._optimizer)
+            grad_norm = norm
             stepped, skipped_any = stepped or not skipped, skipped_any or skipped
             record.update(self._global_logs(logs))
             record["n_nonfinite"] += n_nonfinite
@@ -405,6 +430,19 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         self.history_.append(record)
         self.n_iter_ += 1
         return record
+
+    def _iterate_steps(self, iteration: int, params):
+        """The optimiser steps of :meth:`_training_steps`, each as ``(logs, loss,
+        n_nonfinite, grad_norm, skipped)``; a ``None`` loss ends the iteration (diverged)."""
+        for logs, loss, n_nonfinite, *only in self._training_steps(iteration):
+            n_nonfinite = int(
+                distributed.global_sum(torch.as_tensor(n_nonfinite, device=self.device_))
+            )
+            if self._nothing_finite(n_nonfinite, iteration):
+                yield logs, None, n_nonfinite, None, True
+                return
+            grad_norm, skipped = optimizer_step(loss, only[0] if only else params, self._optimizer)
+            yield logs, loss, n_nonfinite, grad_norm, skipped
 
     def _global_logs(self, logs: dict) -> dict:
         """``history_`` values: the loss terms averaged over the ranks (one all-reduce)."""
@@ -504,10 +542,12 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         imh_steps=0,
         *,
         model_space: bool = True,
+        context=None,
         **options,
     ):
         check_is_fitted(self, "n_iter_")
         n = self._check_n(n_samples)
+        contexts = self._sampling_contexts(context, n)
         n_steps = self._sampling_steps(n_steps)
         mcmc_steps = self._check_mcmc_steps(mcmc_steps, log_weights)
         imh_steps = self._check_mcmc_steps(imh_steps, log_weights, "imh_steps")
@@ -519,30 +559,40 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         with torch.no_grad():
             for begin in range(0, n, _SAMPLE_CHUNK):
                 size = min(_SAMPLE_CHUNK, n - begin)
-                x, w = self._sharded_chunk(size, n_steps, generator, weighted, **options)
+                rows = self._rows_of(contexts, begin, size)
+                x, w = self._sharded_chunk(size, n_steps, generator, weighted, rows, **options)
                 if imh_steps:
-                    x = self._independent_mh(x, w, n_steps, imh_steps, generator, **options)
+                    x = self._independent_mh(x, w, n_steps, imh_steps, generator, rows, **options)
                 xs.append(x), ws.append(w if log_weights else None)
             if mcmc_steps:
-                pilot, _ = self._sharded_chunk(_MCMC_PILOT, n_steps, generator, False, **options)
+                self._check_one_context(contexts, "mcmc_steps")
+                pilot, _ = self._sharded_chunk(
+                    _MCMC_PILOT, n_steps, generator, False, contexts, **options
+                )
         x = torch.cat(xs)
         if mcmc_steps:
-            x = self._refine(x, pilot, mcmc_steps, generator)
+            with self._conditioned(contexts):
+                x = self._refine(x, pilot, mcmc_steps, generator)
         if model_space:
             with torch.no_grad():
                 x = self.energy_.transform(x)  # into the user's coordinates
         return (x, torch.cat(ws)) if log_weights else (x, None)
 
-    def _sharded_chunk(self, size: int, n_steps: int, generator, log_weights: bool, **options):
-        """:meth:`_sample_chunk`; data-parallel, each rank draws ``ceil(size / W)`` of the
-        samples and every rank gets all of them (gathered in rank order). The draws equal
-        those of one process when ``W`` divides ``size``."""
+    def _sharded_chunk(
+        self, size: int, n_steps: int, generator, log_weights: bool, contexts=None, **options
+    ):
+        """:meth:`_sample_chunk` at ``contexts`` (a family's, one row or ``size``);
+        data-parallel, each rank draws ``ceil(size / W)`` of the samples and every rank
+        gets all of them (gathered in rank order). The draws equal those of one process
+        when ``W`` divides ``size``."""
         world = distributed.world_size()
         with distributed.sharding(True):
             if not distributed.is_active():
-                return self._sample_chunk(size, n_steps, generator, log_weights, **options)
+                with self._conditioned(contexts):
+                    return self._sample_chunk(size, n_steps, generator, log_weights, **options)
             local = -(-size // world)
-            x, w = self._sample_chunk(local, n_steps, generator, log_weights, **options)
+            with self._conditioned(self._rank_rows(contexts, local)):
+                x, w = self._sample_chunk(local, n_steps, generator, log_weights, **options)
             x = distributed.all_gather_rows(x)[:size]
             w = None if w is None else distributed.all_gather_rows(w)[:size]
         return x, w
@@ -568,14 +618,18 @@ class _BaseSampler(DensityMixin, BaseEstimator):
                 "log_det='exact' or use method='sde' where the sampler has it."
             )
 
-    def _independent_mh(self, x, log_w, n_steps: int, imh_steps: int, generator, **options):
+    def _independent_mh(
+        self, x, log_w, n_steps: int, imh_steps: int, generator, contexts=None, **options
+    ):
         """Independent Metropolis–Hastings from the draws ``x``, the sampler's own fresh
-        draws as proposals (exact when its log-weights are; see ``sample``)."""
+        draws (at the same ``contexts``) as proposals (exact when its log-weights are; see
+        ``sample``)."""
+        size = x.shape[0]
 
         def propose():
             with warnings.catch_warnings():  # the first draw already said if the map folds
                 warnings.simplefilter("ignore", InvalidWeightsWarning)
-                return self._sharded_chunk(x.shape[0], n_steps, generator, True, **options)
+                return self._sharded_chunk(size, n_steps, generator, True, contexts, **options)
 
         return mcmc.independent_mh(x, log_w, propose, imh_steps, generator).x
 
@@ -583,7 +637,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         """MALA moves from ``x``, with a step size and per-coordinate scale tuned on an
         independent ``pilot`` batch of the sampler's own output (so every move leaves the
         target invariant)."""
-        energy = dynamics_view(self.energy_, score=True)
+        energy = dynamics_view(self._member_energy, score=True)
         moved, _ = mcmc.refine(energy, x, mcmc_steps, pilot, generator)
         return moved.x.detach()
 
@@ -599,6 +653,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         return_tensor: bool = False,
         mcmc_steps: int = 0,
         imh_steps: int = 0,
+        context=None,
     ):
         """Draw samples from the trained sampler.
 
@@ -616,6 +671,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         return_tensor : bool, default=False
             Return torch tensors on the model's device instead of numpy arrays.
         {refinement_parameters}
+        {context_parameter}
 
         Returns
         -------
@@ -624,7 +680,13 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             Only when ``return_log_weights=True``.
         """
         x, w = self._draw(
-            n_samples, n_steps, random_state, return_log_weights, mcmc_steps, imh_steps
+            n_samples,
+            n_steps,
+            random_state,
+            return_log_weights,
+            mcmc_steps,
+            imh_steps,
+            context=context,
         )
         return self._output(x, w, return_log_weights, return_tensor)
 
@@ -674,6 +736,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
         mcmc_steps: int = 0,
         imh_steps: int = 0,
         var_names=None,
+        context=None,
         **options,
     ):
         """Draw samples and return them as an ArviZ ``InferenceData``, for ``az.summary``,
@@ -703,6 +766,9 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             Variable names for the columns (see ``skcds._arviz.to_inference_data``):
             ``None`` takes the names of a :class:`~skcds.energies.Constrained` energy, else
             one vector variable ``x``.
+        context : float or array-like, optional
+            For a sampler of a family of densities: the context of the draws (one, or one
+            per draw), as in :meth:`sample`.
         **options
             Further sampling options of :meth:`sample` (e.g. ``method``).
 
@@ -723,6 +789,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
                 mcmc_steps,
                 imh_steps,
                 model_space=False,
+                context=context,
                 **options,
             )
         for warning in check.caught:  # shown to the user as they came
@@ -731,7 +798,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             )
         if not check.valid:
             log_w = None
-        with torch.no_grad():
+        with torch.no_grad(), self._conditioned(self._sampling_contexts(context, z.shape[0])):
             x, lp = self.energy_.transform(z), self._dynamics_energy._log_prob(z)
         as_numpy = lambda t: None if t is None else t.detach().cpu().double().numpy()  # noqa: E731
         if var_names is None:
@@ -777,7 +844,7 @@ class _BaseSampler(DensityMixin, BaseEstimator):
 
     @reports_model_failures
     def estimate_log_normalizer(
-        self, n_samples: int = 10_000, *, n_steps=None, random_state=None, **options
+        self, n_samples: int = 10_000, *, n_steps=None, random_state=None, context=None, **options
     ):
         """Estimate ``log Z`` by importance sampling with the sampler's valid log-weights.
 
@@ -789,6 +856,9 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             Sampling steps (defaults to the training grid).
         random_state : None, int or RandomState, optional
             As in :meth:`sample`.
+        context : float or array-like of shape (k,), optional
+            For a sampler of a family of densities: the one context whose ``log Z(c)`` is
+            estimated (required there; :meth:`log_normalizer_curve` takes several).
         **options
             Further sampling options of the estimator's :meth:`sample` (e.g. ``method``).
 
@@ -800,7 +870,8 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             PSIS diagnostic ``khat``; an :class:`~skcds.exceptions.UnreliableWeightsWarning`
             when ``khat`` is above its threshold (0.7 for ``n >= 2200``).
         """
-        estimate = self._log_normalizer(n_samples, n_steps, random_state, **options)
+        context = self._one_context(context, "estimate_log_normalizer")
+        estimate = self._log_normalizer(n_samples, n_steps, random_state, context, **options)
         if estimate.khat > estimate.khat_threshold:
             warnings.warn(
                 f"{type(self).__name__}: {estimate.diagnosis} (ESS {estimate.ess:.3g} of "
@@ -811,10 +882,10 @@ class _BaseSampler(DensityMixin, BaseEstimator):
             )
         return estimate
 
-    def _log_normalizer(self, n_samples, n_steps, random_state, **options):
+    def _log_normalizer(self, n_samples, n_steps, random_state, context=None, **options):
         from ..metrics import estimate_log_normalizer
 
-        _, log_w = self._draw(n_samples, n_steps, random_state, True, **options)
+        _, log_w = self._draw(n_samples, n_steps, random_state, True, context=context, **options)
         return estimate_log_normalizer(log_w.double().cpu().numpy())
 
     @reports_model_failures
@@ -823,13 +894,17 @@ class _BaseSampler(DensityMixin, BaseEstimator):
 
         The same fixed ``random_state`` makes scores of different hyperparameters on one
         energy comparable. ``X`` and ``y`` are ignored: a sampler is scored against its
-        energy, not against data.
+        energy, not against data. For a family of densities, the ELBO is averaged over
+        ``n_samples`` contexts from its domain (fixed draws), one per sample: the
+        objective that training maximises.
 
         Returns
         -------
         float
         """
-        return float(self._log_normalizer(n_samples, None, random_state).elbo)
+        check_is_fitted(self, "n_iter_")
+        contexts = self._score_contexts(self._check_n(n_samples))
+        return float(self._log_normalizer(n_samples, None, random_state, contexts).elbo)
 
     # ---------------------------------------------------------------- persistence
     def __getstate__(self):

@@ -233,6 +233,7 @@ class DiffusionSampler(_BaseSampler):
             width=self.width,
             langevin=self.reference_.langevin if self.langevin else "none",
             terminal_time=self.reference_.terminal_time,
+            context_dim=self._context_dim,
             generator=generator,
         )
 
@@ -250,6 +251,7 @@ class DiffusionSampler(_BaseSampler):
             and self.device_.type == "cuda"
             and self.loss == "log_variance"  # the KL loss differentiates through the rollout
             and not getattr(self, "_graph_failed", False)
+            and not self._conditional  # a graph would keep the first batch's contexts
         )
         if wanted and (self.device_.type != "cuda" or self.loss != "log_variance"):
             raise ValueError(
@@ -356,6 +358,7 @@ class DiffusionSampler(_BaseSampler):
         imh_steps: int = 0,
         method: str = "sde",
         log_det: str = "auto",
+        context=None,
     ):
         """Draw samples by simulating the trained SDE (or its probability-flow ODE).
 
@@ -386,6 +389,7 @@ class DiffusionSampler(_BaseSampler):
             Lanczos quadrature from Jacobian-vector products: noisy, so ``exp`` of the weights
             is biased; no fold check) or ``'auto'`` (exact up to 256 dimensions).
         {refinement_parameters}
+        {context_parameter}
 
         Returns
         -------
@@ -395,6 +399,13 @@ class DiffusionSampler(_BaseSampler):
         """
         options = {"method": method, "log_det": log_det}
         x, w = self._draw(
-            n_samples, n_steps, random_state, return_log_weights, mcmc_steps, imh_steps, **options
+            n_samples,
+            n_steps,
+            random_state,
+            return_log_weights,
+            mcmc_steps,
+            imh_steps,
+            context=context,
+            **options,
         )
         return self._output(x, w, return_log_weights, return_tensor)

@@ -319,6 +319,19 @@ class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
     def _make_reference(self):
         return self.teacher_.reference_
 
+    def _check_conditional_support(self) -> None:
+        if self._conditional and self.student != "flow":
+            raise ValueError(
+                "ConsistentDistiller learns a family of densities (a ConditionalEnergy) with "
+                f"student='flow' only; got student={self.student!r}."
+            )
+        if self._context_dim != self.teacher_._context_dim:
+            raise ValueError(
+                f"ConsistentDistiller's energy has contexts of dimension {self._context_dim} "
+                f"(0: none), its teacher was fitted on {self.teacher_._context_dim}: distil "
+                "a teacher fitted on the same energy."
+            )
+
     def _reads_score(self) -> bool:
         # the teacher's flow is the only dynamics (a saved student may have no teacher)
         teacher = getattr(self, "teacher_", None)
@@ -341,7 +354,8 @@ class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
 
     def _build(self, dim: int, generator: torch.Generator) -> ConsistencyNet | FlowNet:
         if self.student == "flow":
-            return FlowNet(dim, generator=generator)  # loc and scale: _initialize
+            # loc and scale: _initialize
+            return FlowNet(dim, context_dim=self._context_dim, generator=generator)
         return ConsistencyNet.from_control(self.teacher_._sampling_control)
 
     def _initialize(self, energy) -> None:
@@ -352,7 +366,8 @@ class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
         self._teacher_n_steps = teacher.n_steps  # sampling needs the grid, not the teacher
         self._target_ema = EMA(self.control_, self.target_decay) if self.target == "ema" else None
         if self.student == "flow":
-            with torch.no_grad():
+            contexts = self._domain_contexts(MOMENT_DRAWS, self._generator)
+            with torch.no_grad(), self._conditioned(contexts):
                 draws = self._teacher_sde(MOMENT_DRAWS, self._generator).x
                 self._standardise_flow(self.control_, draws)
         else:
@@ -487,6 +502,7 @@ class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
         mcmc_steps: int = 0,
         imh_steps: int = 0,
         log_det: str = "auto",
+        context=None,
     ):
         """Draw samples in ``n_steps`` network evaluations (one by default).
 
@@ -512,6 +528,7 @@ class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
             quadrature; noisy, so ``exp`` of the weights is biased; no fold check) or
             ``'auto'`` (exact up to 256 dimensions).
         {refinement_parameters}
+        {context_parameter}
 
         Returns
         -------
@@ -521,6 +538,13 @@ class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
         """
         options = {"log_det": log_det}
         x, w = self._draw(
-            n_samples, n_steps, random_state, return_log_weights, mcmc_steps, imh_steps, **options
+            n_samples,
+            n_steps,
+            random_state,
+            return_log_weights,
+            mcmc_steps,
+            imh_steps,
+            context=context,
+            **options,
         )
         return self._output(x, w, return_log_weights, return_tensor)

@@ -20,11 +20,24 @@ _REFINEMENT_PARAMETERS = """\
             about and makes it inexact); not with ``return_log_weights``.
 """
 
+# the context of a sampler of a family of densities (issue 28)
+_CONTEXT_PARAMETER = """\
+        context : float or array-like of shape (k,) or (n_samples, k), optional
+            For a sampler fitted on a :class:`~skcds.energies.ConditionalEnergy` (a family
+            of densities), where it is required: the context of the draws, one for all of
+            them or one per draw, inside the family's domain. Not with an energy without
+            context. ``mcmc_steps`` needs one context for all draws.
+"""
+
 
 def refinement_doc(method):
-    """Write the shared ``mcmc_steps`` and ``imh_steps`` entries into ``method``'s docstring,
-    where it says ``{refinement_parameters}``."""
+    """Write the shared ``mcmc_steps``, ``imh_steps`` and ``context`` entries into
+    ``method``'s docstring, where it says ``{refinement_parameters}`` and
+    ``{context_parameter}``."""
     if method.__doc__:  # None under python -OO
-        marker = "        {refinement_parameters}\n"
-        method.__doc__ = method.__doc__.replace(marker, _REFINEMENT_PARAMETERS)
+        for marker, text in (
+            ("        {refinement_parameters}\n", _REFINEMENT_PARAMETERS),
+            ("        {context_parameter}\n", _CONTEXT_PARAMETER),
+        ):
+            method.__doc__ = method.__doc__.replace(marker, text)
     return method

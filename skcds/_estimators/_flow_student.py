@@ -52,11 +52,12 @@ class FlowStudentMixin:
         a pass keeps several ``(rows, 23 d)`` spline-parameter tensors alive (8 GB for
         65 536 rows at d = 50, measured), so the rows per pass shrink as d grows."""
         z = self._flow_noise(n, generator)
-        xs, ws = [], []
-        for piece in z.split(flow_rows(self.n_features_in_)):
-            x, log_q = self._sampling_flow(piece)
-            xs.append(x)
-            ws.append(self._dynamics_energy._log_prob(x) - log_q if log_weights else None)
+        xs, ws, contexts, rows = [], [], self._context_rows, flow_rows(self.n_features_in_)
+        for begin, piece in zip(range(0, n, rows), z.split(rows), strict=True):
+            with self._conditioned(self._rows_of(contexts, begin, piece.shape[0])):
+                x, log_q = self._sampling_flow(piece)
+                xs.append(x)
+                ws.append(self._dynamics_energy._log_prob(x) - log_q if log_weights else None)
         return torch.cat(xs), torch.cat(ws) if log_weights else None
 
     def _sample_flow(self, n: int, n_steps: int, generator, log_weights: bool):

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import torch
 
-from ..energies import Energy
+from ..energies import ConditionalEnergy, Energy
 from ..energies._base import _check_batch
 from ..energies._guard import dynamics_view, recording
 from ..energies._precondition import Preconditioning
@@ -53,12 +53,22 @@ def prepare_energy(
     ``preconditioning`` (a Preconditioning, or a function of the copied energy that chooses
     one), with a warning if it does not decay."""
     energy = copy.deepcopy(energy).to(device=device, dtype=dtype)
-    probe_energy(energy, probe, score)
+    probe_energy(_probe_members(energy, probe), probe, score)
     if callable(preconditioning):
         preconditioning = preconditioning(energy)
     prepared = preconditioning.apply(energy).to(dtype)
-    warn_if_improper(prepared, probe)
+    warn_if_improper(_probe_members(prepared, probe), probe)
     return prepared, preconditioning
+
+
+def _probe_members(energy: Energy, probe: torch.Tensor) -> Energy:
+    """``energy``; for a family of densities, its members at contexts drawn from its domain
+    (generator seeded 0), one per probe point."""
+    if not isinstance(energy, ConditionalEnergy):
+        return energy
+    generator = torch.Generator(device=probe.device).manual_seed(0)
+    contexts = energy.context.sample(probe.shape[0], generator, probe.dtype, probe.device)
+    return energy.at(contexts)
 
 
 def probe_energy(energy: Energy, x: torch.Tensor, score: bool = True) -> None:

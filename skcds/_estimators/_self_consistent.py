@@ -347,16 +347,23 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
                 self._flow_ema = EMA(self.flow_)
             self._flow_ema.update(self.flow_)
 
+    def _check_conditional_support(self) -> None:
+        if self._conditional and self.student != "flow":
+            raise ValueError(
+                "SelfConsistentSampler learns a family of densities (a ConditionalEnergy) "
+                f"with student='flow' only; got student={self.student!r}."
+            )
+
     def _build_more(self, generator: torch.Generator) -> None:
         """The flow student, at the scale of the untrained sampler's SDE draws."""
         self.flow_, self._flow_ema = None, None
         if self.student != "flow":
             return
-        flow = FlowNet(self.n_features_in_, generator=generator)
+        flow = FlowNet(self.n_features_in_, context_dim=self._context_dim, generator=generator)
         self.flow_ = flow.to(device=self.device_, dtype=self._dtype)
         seed = int(torch.randint(2**62, (1,), generator=generator))
         draws = torch.Generator(device=self.device_).manual_seed(seed)
-        with torch.no_grad():
+        with torch.no_grad(), self._conditioned(self._domain_contexts(MOMENT_DRAWS, draws)):
             x, _ = self._sample_chunk(MOMENT_DRAWS, self.n_steps, draws, False, method="sde")
         self._standardise_flow(self.flow_, x)
 
@@ -386,6 +393,7 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
             langevin_step=self.reference_.terminal_time / self.n_steps
             if self._damp_long_jumps
             else None,
+            context_dim=self._context_dim,
             generator=generator,
         )
 
@@ -581,6 +589,7 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
         imh_steps: int = 0,
         method=None,
         log_det: str = "auto",
+        context=None,
     ):
         """Draw samples in ``n_steps`` network evaluations (one by default).
 
@@ -614,6 +623,7 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
             quadrature; noisy, so ``exp`` of the weights is biased; no fold check) or
             ``'auto'`` (exact up to 256 dimensions). See the user guide.
         {refinement_parameters}
+        {context_parameter}
 
         Returns
         -------
@@ -623,6 +633,13 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
         """
         options = {"method": method, "log_det": log_det}
         x, w = self._draw(
-            n_samples, n_steps, random_state, return_log_weights, mcmc_steps, imh_steps, **options
+            n_samples,
+            n_steps,
+            random_state,
+            return_log_weights,
+            mcmc_steps,
+            imh_steps,
+            context=context,
+            **options,
         )
         return self._output(x, w, return_log_weights, return_tensor)

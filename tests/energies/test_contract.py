@@ -2,8 +2,9 @@
 
 Every :class:`Energy` subclass in ``skcds.energies.__all__`` is enrolled automatically: with
 its default constructor, or with the factories in ``FACTORIES`` for the ones that need data
-(and for extra configurations worth covering). A new target that cannot be built either way
-makes ``test_every_public_energy_is_enrolled`` fail.
+(and for extra configurations worth covering). A family of densities (a
+:class:`ConditionalEnergy`) is enrolled through a member, ``family.at(c)``. A new target that
+cannot be built either way makes ``test_every_public_energy_is_enrolled`` fail.
 """
 
 from __future__ import annotations
@@ -23,11 +24,15 @@ from skcds import energies
 from skcds.energies import (
     LGCP,
     AffineTransformed,
+    BayesianLinearRegression,
+    Box,
+    ConditionalEnergy,
     Constrained,
     Energy,
     GaussianMixture,
     LogisticRegressionPosterior,
     ManyWell,
+    TemperedManyWell,
     from_log_prob,
     ordered,
 )
@@ -48,6 +53,11 @@ def constrained_log_prob(params: dict) -> torch.Tensor:
     cuts = Normal(0.0, 2.0).log_prob(params["cuts"]).sum(-1)
     weights = Dirichlet(torch.full((3,), 2.0, dtype=dtype)).log_prob(params["w"])
     return likelihood + Normal(0.0, 1.0).log_prob(mu) - sigma + cuts + weights
+
+
+def tempered_normal_log_prob(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """A module-level family: N(0, I / c)."""
+    return -0.5 * c[:, 0] * (x * x).sum(-1)
 
 
 def _small_lgcp() -> LGCP:
@@ -74,6 +84,11 @@ FACTORIES = {
     "LogisticRegressionPosterior": lambda: _small_logistic(1.0),
     "LogisticRegressionPosterior.no_prior": lambda: _small_logistic(None),
     "from_log_prob": lambda: from_log_prob(standard_normal_log_prob, dim=3),
+    "from_log_prob.context": lambda: from_log_prob(
+        tempered_normal_log_prob, dim=3, context=Box(0.5, 2.0)
+    ).at(1.5),
+    "TemperedManyWell": lambda: TemperedManyWell.mw54().at(0.6),
+    "BayesianLinearRegression": lambda: BayesianLinearRegression().at(0.5),
     "AffineTransformed": lambda: AffineTransformed(
         _small_logistic(1.0), np.full(5, 0.3), np.tril(np.full((5, 5), 0.1)) + 0.5 * np.eye(5)
     ),
@@ -96,11 +111,20 @@ def _public_energy_classes() -> dict[str, type]:
     return {
         name: obj
         for name, obj in objects.items()
-        if isinstance(obj, type) and issubclass(obj, Energy) and obj is not Energy
+        if isinstance(obj, type)
+        and issubclass(obj, Energy)
+        and obj not in (Energy, ConditionalEnergy)
     }
 
 
-CASES = {**_public_energy_classes(), **FACTORIES}
+CASES = {
+    **{
+        name: cls
+        for name, cls in _public_energy_classes().items()
+        if not issubclass(cls, ConditionalEnergy)  # enrolled through a member
+    },
+    **FACTORIES,
+}
 
 
 @functools.cache
@@ -122,7 +146,7 @@ TOLERANCE = {torch.float32: dict(rtol=1e-5, atol=1e-3), torch.float64: dict(rtol
 
 
 def test_every_public_energy_is_enrolled():
-    built = {type(build(name)) for name in CASES}
+    built = {type(getattr(build(name), "family", build(name))) for name in CASES}
     missing = set(_public_energy_classes().values()) - built
     assert not missing, f"add a factory to FACTORIES for {sorted(c.__name__ for c in missing)}"
 
