@@ -134,10 +134,13 @@ class ConditioningMixin:
 
     def _one_context(self, context, call: str):
         """One context (a row), for estimates that hold for one member of the family."""
-        c = self._sampling_contexts(context, 1, call)
-        if c is not None and c.shape[0] != 1:
-            raise ValueError(f"{type(self).__name__}.{call} takes one context; got several.")
-        return c
+        rows = np.shape(context)
+        if self._conditional and len(rows) == 2 and rows[0] > 1:
+            raise ValueError(
+                f"{type(self).__name__}.{call} takes one context (log Z(c) is one number per "
+                f"context; log_normalizer_curve takes several); got {rows[0]} rows."
+            )
+        return self._sampling_contexts(context, 1, call)
 
     def _check_one_context(self, contexts, option: str) -> None:
         if contexts is not None and contexts.shape[0] > 1:
