@@ -39,6 +39,7 @@ write_reports(
         "thread_contention": "benchmarks/results/thread_contention/table.md",
         "flow_student_study": "benchmarks/results/flow_student_study/table.md",
         "flow_distiller_study": "benchmarks/results/flow_distiller_study/table.md",
+        "families_table": "benchmarks/results/families/table.md",
     },
 )
 

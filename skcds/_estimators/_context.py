@@ -12,42 +12,15 @@ its fits and draws are those of a sampler without this module, bit for bit.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .._core import distributed
 from ..energies import ConditionalEnergy, Energy
+from ..metrics import LogNormalizerCurve
 
 _SCORE_SEED = 0  # the contexts of score(): fixed, so that scores compare
-
-
-@dataclass(frozen=True)
-class LogNormalizerCurve:
-    """``log Z(c)`` of a family of densities at several contexts, from one sampler.
-
-    Returned by the samplers' ``log_normalizer_curve``; each array has one entry per
-    context, from :meth:`~skcds.DiffusionSampler.estimate_log_normalizer` at that context.
-
-    Attributes
-    ----------
-    contexts : ndarray of shape (m, k)
-    log_z, stderr : ndarray of shape (m,)
-        Importance-sampling estimates of ``log Z(c)`` and their standard errors.
-    elbo : ndarray of shape (m,)
-        Lower bounds of ``log Z(c)``.
-    ess, khat : ndarray of shape (m,)
-        Normalised effective sample size and PSIS k-hat of each context's weights: read
-        ``log_z`` only where ``khat`` is below 0.7.
-    """
-
-    contexts: np.ndarray
-    log_z: np.ndarray
-    stderr: np.ndarray
-    elbo: np.ndarray
-    ess: np.ndarray
-    khat: np.ndarray
 
 
 class ConditioningMixin:
@@ -205,9 +178,7 @@ class ConditioningMixin:
             self._log_normalizer(n_samples, n_steps, random_state, context=row, **options)
             for row in rows
         ]
-        column = lambda name: np.array([getattr(e, name) for e in found])  # noqa: E731
-        names = ("log_z", "stderr", "elbo", "ess", "khat")
-        return LogNormalizerCurve(rows, **{name: column(name) for name in names})
+        return LogNormalizerCurve.of(rows, found)
 
 
 def _brief(value) -> str:

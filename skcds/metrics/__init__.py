@@ -25,9 +25,15 @@ from ._kernel import mmd
 from ._modes import mode_coverage
 from ._psis import khat_message, pareto_khat, psis_log_weights
 from ._transport import paper_sinkhorn, sinkhorn, wasserstein
-from ._weights import LogNormalizerEstimate, effective_sample_size, estimate_log_normalizer
+from ._weights import (
+    LogNormalizerCurve,
+    LogNormalizerEstimate,
+    effective_sample_size,
+    estimate_log_normalizer,
+)
 
 __all__ = [
+    "LogNormalizerCurve",
     "LogNormalizerEstimate",
     "effective_sample_size",
     "estimate_log_normalizer",

@@ -12,12 +12,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ._validation import ArrayLike, as_tensor
 
-__all__ = ["LogNormalizerEstimate", "effective_sample_size", "estimate_log_normalizer"]
+__all__ = [
+    "LogNormalizerCurve",
+    "LogNormalizerEstimate",
+    "effective_sample_size",
+    "estimate_log_normalizer",
+]
 
 
 def _check_log_weights(log_w: ArrayLike, min_samples: int = 1) -> Tensor:
@@ -183,6 +189,40 @@ class LogNormalizerEstimate:
             f"elbo={_fmt(self.elbo, self.elbo_stderr)}, ess={self.ess:.4g}, "
             f"khat={self.khat:.3g}, n_samples={self.n_samples})"
         )
+
+
+@dataclass(frozen=True)
+class LogNormalizerCurve:
+    """``log Z(c)`` of a family of densities at several contexts, from one sampler.
+
+    Returned by the samplers' ``log_normalizer_curve``; each array has one entry per
+    context, from :meth:`~skcds.DiffusionSampler.estimate_log_normalizer` at that context.
+
+    Attributes
+    ----------
+    contexts : ndarray of shape (m, k)
+    log_z, stderr : ndarray of shape (m,)
+        Importance-sampling estimates of ``log Z(c)`` and their standard errors.
+    elbo : ndarray of shape (m,)
+        Lower bounds of ``log Z(c)``.
+    ess, khat : ndarray of shape (m,)
+        Normalised effective sample size and PSIS k-hat of each context's weights: read
+        ``log_z`` only where ``khat`` is below 0.7.
+    """
+
+    contexts: np.ndarray
+    log_z: np.ndarray
+    stderr: np.ndarray
+    elbo: np.ndarray
+    ess: np.ndarray
+    khat: np.ndarray
+
+    @classmethod
+    def of(cls, contexts: np.ndarray, estimates: list) -> LogNormalizerCurve:
+        """The curve of one :class:`LogNormalizerEstimate` per context."""
+        column = lambda name: np.array([getattr(e, name) for e in estimates])  # noqa: E731
+        names = ("log_z", "stderr", "elbo", "ess", "khat")
+        return cls(contexts, **{name: column(name) for name in names})
 
 
 def estimate_log_normalizer(log_w: ArrayLike) -> LogNormalizerEstimate:
