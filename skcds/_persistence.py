@@ -45,7 +45,9 @@ def _energies() -> dict:
     from . import energies
 
     names = ("Funnel", "GaussianMixture", "LGCP", "LogisticRegressionPosterior", "ManyWell")
-    return {name: getattr(energies, name) for name in (*names, "FabManyWell", "AffineTransformed")}
+    families = ("TemperedManyWell", "BayesianLinearRegression")
+    more = ("FabManyWell", "AffineTransformed", *families)
+    return {name: getattr(energies, name) for name in (*names, *more)}
 
 
 _NETWORKS = {

@@ -13,7 +13,7 @@ import skcds
 from skcds import ConsistentDistiller, DiffusionSampler, SelfConsistentSampler
 from skcds.callbacks import Checkpoint
 from skcds.distributed import launch, rank, world_size
-from skcds.energies import GaussianMixture
+from skcds.energies import GaussianMixture, TemperedManyWell
 
 pytestmark = [
     pytest.mark.skipif(not dist.is_available(), reason="no torch.distributed"),
@@ -58,6 +58,24 @@ def fit_all() -> dict:
     cdds = ConsistentDistiller(teacher, n_intervals=4, max_iter=3, batch_size=32, random_state=0)
     cdds.fit()
     return {name: _summary(s) for name, s in {"scds": scds, "cdds": cdds}.items()}
+
+
+def fit_family() -> dict:
+    """SCDS on a family of densities: one context per training row and per draw (rows
+    sliced per rank) and one for all."""
+    torch.set_num_threads(1)
+    sampler = SelfConsistentSampler(**DIS).fit(TemperedManyWell.mw54())
+    contexts = np.linspace(0.3, 1.0, 64)[:, None]
+    x, log_w = sampler.sample(64, context=contexts, random_state=1, return_log_weights=True)
+    odd = sampler.sample(63, context=contexts[:63], random_state=1)  # the last rank padded
+    return {
+        "odd": odd,
+        "params": [p.detach().numpy().copy() for p in _trained_parameters(sampler)],
+        "x": x,
+        "log_w": log_w,
+        "log_z": sampler.estimate_log_normalizer(64, context=0.5, random_state=2).log_z,
+        "imh": sampler.sample(64, context=contexts, random_state=3, n_steps=3),
+    }
 
 
 def fails_on_rank_one(how: str) -> None:
@@ -109,6 +127,19 @@ def test_every_sampler_trains_data_parallel_and_deterministically():
         for a, b in zip(first[0][name]["params"], second[0][name]["params"], strict=True):
             np.testing.assert_array_equal(a, b)  # and a run is reproducible
         assert np.isfinite(first[0][name]["x"]).all()
+
+
+def test_a_family_trains_and_samples_data_parallel_as_in_one_process():
+    results, single = launch(fit_family, 2, timeout=TIMEOUT), fit_family()
+    for result in results:
+        for a, b in zip(result["params"], single["params"], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+        for key in ("x", "log_w", "imh"):
+            np.testing.assert_allclose(result[key], single[key], rtol=1e-9, atol=1e-12)
+        assert result["log_z"] == pytest.approx(single["log_z"], rel=1e-9, abs=1e-12)
+        # 63 draws: equal to one process's where W divides the count, else the same law
+        assert result["odd"].shape == (63, 5) and np.isfinite(result["odd"]).all()
+        np.testing.assert_allclose(result["odd"][:32], single["odd"][:32], rtol=1e-9)
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from . import distributed
+
 __all__ = ["MCMCResult", "independent_mh", "mala", "refine", "tune_step_size"]
 
 TARGET_ACCEPTANCE = 0.574  # optimal for MALA in high dimension (Roberts and Rosenthal, 1998)
@@ -173,10 +175,12 @@ def independent_mh(x: Tensor, log_w: Tensor, propose, n_steps: int, generator=No
     """
     log_w = _nan_to_minus_inf(log_w)
     accepted = torch.zeros((), dtype=x.dtype, device=x.device)
+    like = {"generator": generator, "dtype": x.dtype, "device": x.device}
     for _ in range(n_steps):
         y, log_w_y = propose()
         log_w_y = _nan_to_minus_inf(log_w_y)
-        u = torch.rand(x.shape[0], generator=generator, dtype=x.dtype, device=x.device)
+        # data-parallel (inside a sharded draw): this rank's rows of the global uniforms
+        u = distributed.shard(lambda m: torch.rand(m, **like), x.shape[0])
         accept = u.log() < log_w_y - log_w  # NaN (both -inf) is False
         x = torch.where(accept[:, None], y, x)
         log_w = torch.where(accept, log_w_y, log_w)
