@@ -13,8 +13,16 @@ import numpy as np
 import pytest
 import torch
 
+import skcds
 from skcds import ConsistentDistiller, DiffusionSampler, SelfConsistentSampler
-from skcds.energies import Box, FiniteSet, GaussianMixture, from_log_prob
+from skcds.energies import (
+    BayesianLinearRegression,
+    Box,
+    FiniteSet,
+    GaussianMixture,
+    TemperedManyWell,
+    from_log_prob,
+)
 from skcds.metrics import wasserstein
 
 SHIFTS = (-1.5, 0.0, 1.5)
@@ -221,3 +229,15 @@ def test_a_warm_start_keeps_the_context_dimension(dis):
         warm.fit(from_log_prob(lambda x: shifted_normal(x, 0.0), dim=2))
     warm.fit(FAMILY)  # the same family continues
     assert warm.n_iter_ == dis.n_iter_ + 1
+
+
+@pytest.mark.parametrize("family", [TemperedManyWell.mw54(), BayesianLinearRegression()])
+def test_built_in_families_persist_with_skcds_save(family, tmp_path):
+    sampler = SelfConsistentSampler(n_steps=8, max_iter=5, batch_size=16, random_state=0)
+    sampler.fit(family)
+    skcds.save(sampler, tmp_path / "model.skcds")
+    loaded = skcds.load(tmp_path / "model.skcds")  # no energy= needed: built in
+    c = float(family.context.low[0] + family.context.high[0]) / 2
+    np.testing.assert_array_equal(
+        loaded.sample(10, context=c, random_state=0), sampler.sample(10, context=c, random_state=0)
+    )
