@@ -870,6 +870,7 @@ class _BaseSampler(ConditioningMixin, DensityMixin, BaseEstimator):
             PSIS diagnostic ``khat``; an :class:`~skcds.exceptions.UnreliableWeightsWarning`
             when ``khat`` is above its threshold (0.7 for ``n >= 2200``).
         """
+        check_is_fitted(self, "n_iter_")
         context = self._one_context(context, "estimate_log_normalizer")
         estimate = self._log_normalizer(n_samples, n_steps, random_state, context, **options)
         if estimate.khat > estimate.khat_threshold:

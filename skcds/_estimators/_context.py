@@ -15,6 +15,7 @@ import contextlib
 
 import numpy as np
 import torch
+from sklearn.utils.validation import check_is_fitted
 
 from .._core import distributed
 from ..energies import ConditionalEnergy, Energy
@@ -166,6 +167,7 @@ class ConditioningMixin:
         -------
         LogNormalizerCurve
         """
+        check_is_fitted(self, "n_iter_")
         if not self._conditional:
             raise ValueError(
                 f"{type(self).__name__}.log_normalizer_curve needs a sampler fitted on a "

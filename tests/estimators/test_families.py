@@ -241,3 +241,15 @@ def test_built_in_families_persist_with_skcds_save(family, tmp_path):
     np.testing.assert_array_equal(
         loaded.sample(10, context=c, random_state=0), sampler.sample(10, context=c, random_state=0)
     )
+
+
+def test_the_family_api_before_fit_is_not_fitted():
+    from sklearn.exceptions import NotFittedError
+
+    for call in (
+        lambda s: s.sample(3, context=1.0),
+        lambda s: s.estimate_log_normalizer(3, context=1.0),
+        lambda s: s.log_normalizer_curve([1.0]),
+    ):
+        with pytest.raises(NotFittedError):
+            call(SelfConsistentSampler())
