@@ -64,7 +64,8 @@ def fit_family() -> dict:
     """SCDS on a family of densities: one context per training row and per draw (rows
     sliced per rank) and one for all."""
     torch.set_num_threads(1)
-    sampler = SelfConsistentSampler(**DIS).fit(TemperedManyWell.mw54())
+    # batch 64: one context per group of 32 trajectories, a group on each rank
+    sampler = SelfConsistentSampler(**{**DIS, "batch_size": 64}).fit(TemperedManyWell.mw54())
     contexts = np.linspace(0.3, 1.0, 64)[:, None]
     x, log_w = sampler.sample(64, context=contexts, random_state=1, return_log_weights=True)
     odd = sampler.sample(63, context=contexts[:63], random_state=1)  # the last rank padded

@@ -49,9 +49,15 @@ def _mask(log_w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return filled, keep.to(log_w.dtype), keep.sum()
 
 
-def log_variance(log_w: Tensor) -> tuple[Tensor, Tensor]:
+def log_variance(log_w: Tensor, groups: int | None = None) -> tuple[Tensor, Tensor]:
     """Log-variance divergence ``Var[log_w]`` over the finite samples (DIS; shift-invariant,
-    so the unknown ``log Z`` drops out). Unbiased sample variance."""
+    so the unknown ``log Z`` drops out). Unbiased sample variance. With ``groups``, the
+    mean over consecutive groups of that many rows of each group's variance (a family of
+    densities: each group shares one context ``c``, and only the variance within a context
+    is free of ``log Z(c)``; across contexts the loss would bias ``q`` to flatten
+    ``log Z(c)``). Groups never span ranks, so no collective is needed then."""
+    if groups is not None:
+        return _grouped_log_variance(log_w, groups)
     filled, keep, count = _mask(log_w)
     if distributed.is_active():
         return _global_log_variance(filled, keep, count), log_w.shape[0] - count
@@ -59,6 +65,14 @@ def log_variance(log_w: Tensor) -> tuple[Tensor, Tensor]:
     mean = filled.sum() / n
     var = (keep * (filled - mean).square()).sum() / (n - 1)
     return var, log_w.shape[0] - count
+
+
+def _grouped_log_variance(log_w: Tensor, groups: int) -> tuple[Tensor, Tensor]:
+    filled, keep, count = _mask(log_w.reshape(-1, groups))
+    n = keep.sum(-1).clamp(min=2)
+    mean = filled.sum(-1, keepdim=True) / n[:, None]
+    var = (keep * (filled - mean).square()).sum(-1) / (n - 1)
+    return var.mean(), log_w.shape[0] - count
 
 
 def _global_log_variance(filled: Tensor, keep: Tensor, count: Tensor) -> Tensor:
@@ -71,24 +85,32 @@ def _global_log_variance(filled: Tensor, keep: Tensor, count: Tensor) -> Tensor:
     return distributed.active_size() * share
 
 
-def kl(log_w: Tensor) -> tuple[Tensor, Tensor]:
+def kl(log_w: Tensor, groups: int | None = None) -> tuple[Tensor, Tensor]:
     """Reverse KL divergence up to ``log Z``: ``-E[log_w]`` (PIS/DDS); needs a rollout that is
-    differentiable end to end (reparametrisation)."""
+    differentiable end to end (reparametrisation). ``groups`` is ignored: ``log Z(c)`` is a
+    constant of the parameters, row by row."""
     filled, keep, count = _mask(log_w)
     # data-parallel: this rank's share of the mean over all ranks' finite samples, times W
     n = distributed.global_sum(count).clamp(min=1).to(log_w.dtype)
     return -distributed.active_size() * filled.sum() / n, log_w.shape[0] - count
 
 
-def weighted_forward_kl(log_q: Tensor, log_w: Tensor) -> tuple[Tensor, Tensor]:
+def weighted_forward_kl(
+    log_q: Tensor, log_w: Tensor, groups: int | None = None
+) -> tuple[Tensor, Tensor]:
     """Weighted maximum likelihood ``-sum_i w_i log q(x_i)`` of a density model ``q`` on
     draws ``x_i`` of a proposal with importance log-weights ``log_w`` (``log rho - log
     proposal``, detached): the weights are self-normalised over the finite samples of the
     batch (of every rank), so the loss estimates ``KL(rho / Z || q)`` up to a constant
     whatever the proposal, and its minimiser is ``rho / Z``, not the proposal's law.
 
-    ``log_q`` must be finite where ``log_w`` is (rows masked there get zero weight).
+    ``log_q`` must be finite where ``log_w`` is (rows masked there get zero weight). With
+    ``groups``, the weights are self-normalised within consecutive groups of that many rows
+    (one context each, for a family: normalised across contexts, a context would weigh as
+    its ``Z(c)``) and the loss is the mean over the groups.
     """
+    if groups is not None:
+        return _grouped_forward_kl(log_q, log_w, groups)
     filled, keep, count = _mask(log_w.detach())
     log_w = torch.where(keep.bool(), filled, -torch.inf)
     top = -distributed.global_min(-log_w.max())  # the global max, for a stable softmax
@@ -99,6 +121,14 @@ def weighted_forward_kl(log_q: Tensor, log_w: Tensor) -> tuple[Tensor, Tensor]:
     log_q = torch.where(keep.bool(), log_q, torch.zeros_like(log_q))
     # data-parallel: this rank's share of the global sum, times W (gradients are averaged)
     return -distributed.active_size() * (w * log_q).sum(), log_w.shape[0] - count
+
+
+def _grouped_forward_kl(log_q: Tensor, log_w: Tensor, groups: int) -> tuple[Tensor, Tensor]:
+    filled, keep, count = _mask(log_w.detach().reshape(-1, groups))
+    w = torch.softmax(torch.where(keep.bool(), filled, -torch.inf), -1)
+    w = torch.nan_to_num(w)  # a group with no finite weight: all NaN, weighs nothing
+    log_q = torch.where(keep.bool(), log_q.reshape(-1, groups), torch.zeros_like(filled))
+    return -(w * log_q).sum(-1).mean(), log_w.shape[0] - count
 
 
 def finite_rows(*tensors: Tensor) -> Tensor:

@@ -12,6 +12,7 @@ its fits and draws are those of a sampler without this module, bit for bit.
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from ..energies import ConditionalEnergy, Energy
 from ..metrics import LogNormalizerCurve
 
 _SCORE_SEED = 0  # the contexts of score(): fixed, so that scores compare
+CONTEXT_GROUP = 32  # trajectories per training context (a divisor of the batch, at most)
 
 
 class ConditioningMixin:
@@ -88,8 +90,32 @@ class ConditioningMixin:
 
         return distributed.shard(draw, n) if sharded else draw(n)
 
+    @property
+    def _context_groups(self) -> int | None:
+        """Trajectories per context in a training batch (``None``: no context): the
+        losses compare weights within a context only (see
+        :func:`~skcds._core.losses.log_variance`). ``gcd(batch_size, 32)``, or the
+        whole batch when that is 1."""
+        if not self._conditional:
+            return None
+        group = math.gcd(self.batch_size, CONTEXT_GROUP)
+        return group if group >= 2 else self.batch_size
+
     def _training_contexts(self):
-        return self._domain_contexts(self._local_batch, self._generator, sharded=True)
+        """One context per group of trajectories (this rank's groups of the global batch's)."""
+        group = self._context_groups
+        if group is None:
+            return None
+        if self._local_batch % group:
+            raise ValueError(
+                f"{type(self).__name__} trains a family of densities in groups of {group} "
+                f"trajectories per context (gcd(batch_size, {CONTEXT_GROUP})), which must not "
+                f"span processes: batch_size / processes ({self._local_batch}) must be a "
+                f"multiple of {group}."
+            )
+        n_groups = self._local_batch // group
+        contexts = self._domain_contexts(n_groups, self._generator, sharded=True)
+        return contexts.repeat_interleave(group, dim=0)
 
     def _sampling_contexts(self, context, n: int, call: str = "sample"):
         """The user's ``context=`` as rows for ``n`` draws: one row for one context."""

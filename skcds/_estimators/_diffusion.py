@@ -310,7 +310,7 @@ class DiffusionSampler(_BaseSampler):
                 roll = self._detached_rollout(times, x0, noise, step)
             rnd = training_log_rnd(self.control_, self.reference_, times, roll, step)
         log_w = floor_zero_density(roll.log_target) - rnd
-        value, n_nonfinite = get_loss(self.loss)(log_w)
+        value, n_nonfinite = get_loss(self.loss)(log_w, groups=self._context_groups)
         return value / self.n_features_in_, n_nonfinite, roll
 
     def _training_steps(self, iteration: int):

@@ -21,13 +21,15 @@ class FlowStudentMixin:
 
     def _flow_loss(self, flow, x, log_w, reverse_kl: float, generator):
         """``(loss, logs, n_masked)`` of one step: the self-normalised weighted forward KL
-        of ``flow`` on draws ``x`` with path log-weights ``log_w`` (detached), plus
+        of ``flow`` on draws ``x`` with path log-weights ``log_w`` (detached; within each
+        context's group of rows, for a family), plus
         ``reverse_kl`` times the reverse KL on the flow's own draws; divided by the
         dimension."""
         x, log_w = x.detach(), log_w.detach()
         keep = finite_rows(x)
         log_w = torch.where(keep, log_w, -torch.inf)
-        loss, n_masked = weighted_forward_kl(flow.log_prob(zero_rows(x, keep)), log_w)
+        log_q = flow.log_prob(zero_rows(x, keep))
+        loss, n_masked = weighted_forward_kl(log_q, log_w, groups=self._context_groups)
         logs = {"teacher_ess": _batch_ess(log_w)}
         if reverse_kl:
             y, log_q = flow(self._flow_noise(x.shape[0], generator))

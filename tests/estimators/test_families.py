@@ -78,6 +78,38 @@ def test_a_sampler_that_ignores_the_context_is_rejected(scds):
 
 
 @pytest.mark.parametrize("c", SHIFTS)
+def tilted_normal(x, c):
+    """``N(c 1, I)`` with ``log Z(c) = 5 c + log 2 pi``: 20 nats across the domain."""
+    return -0.5 * ((x - c) ** 2).sum(-1) + 5.0 * c[:, 0]
+
+
+class ContextsMixed(SelfConsistentSampler):
+    """Deliberately broken: one context per trajectory, and losses that compare weights
+    across contexts (the whole batch as one group)."""
+
+    @property
+    def _context_groups(self):
+        return None
+
+    def _training_contexts(self):
+        return self._domain_contexts(self._local_batch, self._generator, sharded=True)
+
+
+@pytest.mark.parametrize("cls, broken", [(SelfConsistentSampler, False), (ContextsMixed, True)])
+def test_the_losses_compare_weights_within_a_context(cls, broken):
+    family = from_log_prob(tilted_normal, dim=2, context=Box(-2.0, 2.0))
+    sampler = cls(**TINY, max_iter=120).fit(family)
+    draws = [sampler.sample(4000, context=c, random_state=0) for c in (-1.5, 1.5)]
+    if not broken:
+        for c, x in zip((-1.5, 1.5), draws, strict=True):
+            assert_matches_member(x, c)
+        return
+    with pytest.raises(AssertionError):
+        for c, x in zip((-1.5, 1.5), draws, strict=True):
+            assert_matches_member(x, c)
+
+
+@pytest.mark.parametrize("c", SHIFTS)
 def test_the_diffusion_sampler_draws_match_the_member(dis, c):
     assert_matches_member(dis.sample(4000, context=c, random_state=0), c)
 
