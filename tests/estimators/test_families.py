@@ -285,3 +285,21 @@ def test_the_family_api_before_fit_is_not_fitted():
     ):
         with pytest.raises(NotFittedError):
             call(SelfConsistentSampler())
+
+
+def test_resuming_a_family_from_a_checkpoint_is_the_uninterrupted_run(tmp_path):
+    from skcds.callbacks import Checkpoint
+
+    family, path = TemperedManyWell.mw54(), tmp_path / "checkpoint.skcds"
+    options = {"n_steps": 8, "batch_size": 32, "random_state": 0, "early_stopping": False}
+    full = SelfConsistentSampler(**options, max_iter=5, callbacks=[Checkpoint(path, every=3)])
+    full.fit(family)
+    resumed = skcds.load(path)  # after iteration 3, then never again
+    assert resumed.n_iter_ == 3
+    resumed.set_params(warm_start=True, max_iter=2).fit(family)
+    for a, b in zip(resumed.flow_.parameters(), full.flow_.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    np.testing.assert_array_equal(
+        resumed.sample(32, context=0.5, random_state=1),
+        full.sample(32, context=0.5, random_state=1),
+    )
