@@ -16,6 +16,8 @@ inverse temperatures ``BETAS`` (none of them special to training: the fit draws 
 uniformly): W1 over the expected floor of one-step and 8-step draws (6000, against 6000
 exact draws of that member) and ``|delta log Z(beta)|`` of the one-step weights (its
 ``log_normalizer_curve``, 6000 draws per beta). It also times sampling at a new context.
+``--eval-betas 1 --tag _curriculum`` evaluates at beta = 1 only: the family as a
+curriculum for MW54 itself (``single --beta 1`` beside it).
 ``single`` fits the same sampler on one member, ``family.at(beta)``, and evaluates it alike.
 ``regression`` fits the amortized sampler on ``BayesianLinearRegression()`` (5 weights, 20
 points, log prior scale in ``[log 0.1, log 10]``) and compares, at five held-out scales, the
@@ -81,7 +83,8 @@ def sampling_cost(sampler, context) -> dict:
 def run_amortized(args) -> dict:
     family = TemperedManyWell.mw54(beta=(0.3, 1.0))
     sampler, seconds = fit_for(lambda m: make(m, args.seed), lambda m: m.fit(family), args.seconds)
-    by_beta = {str(b): evaluate_member(sampler, family.at(b), context=b) for b in BETAS}
+    betas = BETAS if args.eval_betas is None else tuple(args.eval_betas)
+    by_beta = {str(b): evaluate_member(sampler, family.at(b), context=b) for b in betas}
     return {
         "kind": "amortized",
         "seed": args.seed,
@@ -94,7 +97,7 @@ def run_amortized(args) -> dict:
 
 
 def run_single(args) -> dict:
-    member = TemperedManyWell.mw54(beta=(0.3, 1.0)).at(args.beta)
+    member = TemperedManyWell.mw54(beta=(0.3, 1.0)).at(args.beta)  # 1.0: MW54 itself
     sampler, seconds = fit_for(lambda m: make(m, args.seed), lambda m: m.fit(member), args.seconds)
     return {
         "kind": "single",
@@ -142,7 +145,7 @@ def run_regression(args) -> dict:
 
 def report(out: Path) -> list[str]:
     runs = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
-    amortized = [r for r in runs if r["kind"] == "amortized"]
+    amortized = [r for r in runs if r["kind"] == "amortized" and len(r["by_beta"]) == len(BETAS)]
     single = {r["beta"]: r for r in runs if r["kind"] == "single"}
     lines = [
         "Tempered MW54 (one thread, process seconds; W1 over the expected floor, 6000 draws)",
@@ -215,6 +218,10 @@ def main() -> None:
     parser.add_argument("--beta", type=float, help="the member of a 'single' fit")
     parser.add_argument("--seconds", type=float, default=150.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--eval-betas", type=float, nargs="+", help="amortized: evaluate at these betas only"
+    )
+    parser.add_argument("--tag", default="", help="suffix of the result's file name")
     parser.add_argument("--out", default="bench_results/families")
     args = parser.parse_args()
     out = Path(args.out)
@@ -228,7 +235,7 @@ def main() -> None:
     run = {"amortized": run_amortized, "single": run_single, "regression": run_regression}
     record = run[args.part](args)
     name = args.part if args.part != "single" else f"single_beta{args.beta:g}"
-    path = out / f"{name}_{args.seconds:g}s_seed{args.seed}.json"
+    path = out / f"{name}_{args.seconds:g}s_seed{args.seed}{args.tag}.json"
     path.write_text(json.dumps(record, indent=1))
     print(json.dumps(record)[:2000])
 
