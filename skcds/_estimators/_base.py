@@ -890,22 +890,40 @@ class _BaseSampler(ConditioningMixin, DensityMixin, BaseEstimator):
         return estimate_log_normalizer(log_w.double().cpu().numpy())
 
     @reports_model_failures
-    def score(self, X=None, y=None, *, n_samples: int = 4096, random_state=0) -> float:
+    def score(
+        self, X=None, y=None, *, n_samples: int = 4096, random_state=0, context=None
+    ) -> float:
         """ELBO ``E_q[log rho(x) - log q(x)]`` from valid log-weights; greater is better.
 
         The same fixed ``random_state`` makes scores of different hyperparameters on one
         energy comparable. ``X`` and ``y`` are ignored: a sampler is scored against its
-        energy, not against data. For a family of densities, the ELBO is averaged over
-        ``n_samples`` contexts from its domain (fixed draws), one per sample: the
-        objective that training maximises.
+        energy, not against data.
+
+        Parameters
+        ----------
+        X, y : None
+            Ignored; present for scikit-learn API consistency.
+        n_samples : int, default=4096
+            Weighted draws.
+        random_state : None, int or RandomState, default=0
+            As in :meth:`sample`.
+        context : float or array-like of shape (k,), optional
+            For a sampler of a family of densities: the ELBO of the member at this
+            context. By default, the ELBO averaged over ``n_samples`` contexts from the
+            family's domain (fixed draws), one per sample: the objective that training
+            maximises.
 
         Returns
         -------
         float
         """
         check_is_fitted(self, "n_iter_")
-        contexts = self._score_contexts(self._check_n(n_samples))
-        return float(self._log_normalizer(n_samples, None, random_state, contexts).elbo)
+        n = self._check_n(n_samples)
+        if context is None:
+            contexts = self._score_contexts(n)
+        else:
+            contexts = self._one_context(context, "score")
+        return float(self._log_normalizer(n, None, random_state, contexts).elbo)
 
     # ---------------------------------------------------------------- persistence
     def __getstate__(self):

@@ -136,6 +136,8 @@ def test_log_z_at_each_context_and_the_curve(scds):
 def test_score_averages_the_elbo_over_the_domain(scds):
     score = scds.score()
     assert score == scds.score() and -1.0 < score <= 0.05
+    at_one = scds.score(context=1.0)
+    assert at_one == scds.estimate_log_normalizer(4096, context=1.0, random_state=0).elbo
 
 
 def test_a_constant_context_gives_the_unconditional_sampler_in_law():
