@@ -348,6 +348,7 @@ class ConditionalEnergy(Energy):
 
     @property
     def can_sample(self) -> bool:
+        """Whether the family has an exact sampler of its members (``at(c).sample``)."""
         return hasattr(self, "_sample_at")
 
     def extra_repr(self) -> str:
