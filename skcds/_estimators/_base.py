@@ -414,14 +414,17 @@ class _BaseSampler(ConditioningMixin, DensityMixin, BaseEstimator):
         record = {"iteration": iteration, "learning_rate": lr, "n_nonfinite": 0}
         stepped = skipped_any = False
         with self._conditioned(self._training_contexts()):
-            steps = list(self._iterate_steps(iteration, params))
-        for logs, loss, n_nonfinite, norm, skipped in steps:
-            if loss is None:  # nothing finite: diverged
-                return None
-            grad_norm = norm
-            stepped, skipped_any = stepped or not skipped, skipped_any or skipped
-            record.update(self._global_logs(logs))
-            record["n_nonfinite"] += n_nonfinite
+            for logs, loss, n_nonfinite, *only in self._training_steps(iteration):
+                n_nonfinite = int(
+                    distributed.global_sum(torch.as_tensor(n_nonfinite, device=self.device_))
+                )
+                if self._nothing_finite(n_nonfinite, iteration):
+                    return None
+                trained = only[0] if only else params  # this step's parameters
+                grad_norm, skipped = optimizer_step(loss, trained, self._optimizer)
+                stepped, skipped_any = stepped or not skipped, skipped_any or skipped
+                record.update(self._global_logs(logs))
+                record["n_nonfinite"] += n_nonfinite
         if stepped:
             self._scheduler.step()
         self._update_ema(iteration)
@@ -430,19 +433,6 @@ class _BaseSampler(ConditioningMixin, DensityMixin, BaseEstimator):
         self.history_.append(record)
         self.n_iter_ += 1
         return record
-
-    def _iterate_steps(self, iteration: int, params):
-        """The optimiser steps of :meth:`_training_steps`, each as ``(logs, loss,
-        n_nonfinite, grad_norm, skipped)``; a ``None`` loss ends the iteration (diverged)."""
-        for logs, loss, n_nonfinite, *only in self._training_steps(iteration):
-            n_nonfinite = int(
-                distributed.global_sum(torch.as_tensor(n_nonfinite, device=self.device_))
-            )
-            if self._nothing_finite(n_nonfinite, iteration):
-                yield logs, None, n_nonfinite, None, True
-                return
-            grad_norm, skipped = optimizer_step(loss, only[0] if only else params, self._optimizer)
-            yield logs, loss, n_nonfinite, grad_norm, skipped
 
     def _global_logs(self, logs: dict) -> dict:
         """``history_`` values: the loss terms averaged over the ranks (one all-reduce)."""

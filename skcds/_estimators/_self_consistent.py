@@ -631,15 +631,8 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
         log_weights : ndarray of shape (n_samples,)
             Only when ``return_log_weights=True``.
         """
-        options = {"method": method, "log_det": log_det}
+        options = {"method": method, "log_det": log_det, "context": context}
         x, w = self._draw(
-            n_samples,
-            n_steps,
-            random_state,
-            return_log_weights,
-            mcmc_steps,
-            imh_steps,
-            context=context,
-            **options,
+            n_samples, n_steps, random_state, return_log_weights, mcmc_steps, imh_steps, **options
         )
         return self._output(x, w, return_log_weights, return_tensor)
