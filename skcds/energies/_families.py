@@ -12,7 +12,7 @@ from numpy.typing import ArrayLike
 from torch import Tensor
 
 from ._conditional import Box, ConditionalEnergy
-from ._many_well import _LOG_2PI, _QuarticWell, _well_log_density
+from ._many_well import _LOG_2PI, ManyWell, _QuarticWell
 from ._utils import (
     as_float64_array,
     check_positive_float,
@@ -101,15 +101,11 @@ class TemperedManyWell(ConditionalEnergy):
         beta: tuple[float, float] = (0.3, 1.0),
     ) -> None:
         super().__init__()
-        self.dim = check_positive_int(dim, "dim")
-        m = check_positive_int(n_double_wells, "n_double_wells")
-        if m > self.dim:
-            raise ValueError(f"'n_double_wells' must be <= dim={dim}; got {n_double_wells!r}.")
-        self.n_double_wells, self.beta = m, _interval(beta, "beta", positive=True)
-        self.separation = check_positive_float(separation, "separation")
+        # the member at beta = 1, which checks the arguments; rho_beta = rho_1^beta
+        self.base = ManyWell(dim, n_double_wells, separation)
+        self.dim, self.n_double_wells = self.base.dim, int(n_double_wells)
+        self.separation, self.beta = float(separation), _interval(beta, "beta", positive=True)
         self.context = Box(*self.beta)
-        self.register_buffer("_separation", to_buffer(self.separation))
-        self.register_buffer("_is_well", torch.arange(self.dim) < m)
 
     @classmethod
     def mw54(cls, beta: tuple[float, float] = (0.3, 1.0)) -> TemperedManyWell:
@@ -133,13 +129,10 @@ class TemperedManyWell(ConditionalEnergy):
         return cls(dim=5, n_double_wells=5, separation=4.0, beta=beta)
 
     def _log_prob_at(self, x: Tensor, c: Tensor) -> Tensor:
-        wells = _well_log_density(x, self._separation.to(x), 0.0, 0.0)
-        per_coordinate = torch.where(self._is_well.to(x.device), wells, -0.5 * x * x)
-        return c[:, 0] * per_coordinate.sum(1)
+        return c[:, 0] * self.base._log_prob(x)
 
     def _grad_log_prob_at(self, x: Tensor, c: Tensor) -> Tensor:
-        wells = -4.0 * x * (x * x - self._separation.to(x))
-        return c * torch.where(self._is_well.to(x.device), wells, -x)
+        return c * self.base._grad_log_prob(x)
 
     def log_normalizer_at(self, c) -> float:
         """Exact ``log Z(beta)`` at one ``beta`` (a float or a tensor of shape ``(1,)``).
@@ -158,7 +151,7 @@ class TemperedManyWell(ConditionalEnergy):
         x = torch.randn((n, self.dim), generator=generator, device=device, dtype=torch.float64)
         x = x / math.sqrt(beta)
         wells = _well(math.sqrt(beta) * self.separation).sample(n * m, generator, device)
-        x[:, self._is_well.to(device)] = wells.reshape(n, m) / beta**0.25
+        x[:, self.base._is_well.to(device)] = wells.reshape(n, m) / beta**0.25
         return x.to(dtype)
 
     def extra_repr(self) -> str:
@@ -166,6 +159,9 @@ class TemperedManyWell(ConditionalEnergy):
             f"dim={self.dim}, n_double_wells={self.n_double_wells}, "
             f"separation={self.separation}, beta={self.beta}"
         )
+
+    def __repr__(self) -> str:  # its parameters, not the member it is built on
+        return f"{type(self).__name__}({self.extra_repr()})"
 
 
 class BayesianLinearRegression(ConditionalEnergy):
