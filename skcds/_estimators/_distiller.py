@@ -320,11 +320,7 @@ class ConsistentDistiller(FlowStudentMixin, _BaseSampler):
         return self.teacher_.reference_
 
     def _check_conditional_support(self) -> None:
-        if self._conditional and self.student != "flow":
-            raise ValueError(
-                "ConsistentDistiller learns a family of densities (a ConditionalEnergy) with "
-                f"student='flow' only; got student={self.student!r}."
-            )
+        super()._check_conditional_support()
         if self._context_dim != self.teacher_._context_dim:
             raise ValueError(
                 f"ConsistentDistiller's energy has contexts of dimension {self._context_dim} "

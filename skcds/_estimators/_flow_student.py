@@ -19,6 +19,15 @@ class FlowStudentMixin:
     ``_sampling_flow`` (the network that samples: EMA weights when averaging has started),
     ``_dynamics_energy``, ``n_features_in_``, ``_dtype`` and ``device_``."""
 
+    def _check_conditional_support(self) -> None:
+        """A family of densities is learnt by the flow student only (the jump's and the
+        consistency function's losses take rows apart, away from their contexts)."""
+        if self._conditional and self.student != "flow":
+            raise ValueError(
+                f"{type(self).__name__} learns a family of densities (a ConditionalEnergy) "
+                f"with student='flow' only; got student={self.student!r}."
+            )
+
     def _flow_loss(self, flow, x, log_w, reverse_kl: float, generator):
         """``(loss, logs, n_masked)`` of one step: the self-normalised weighted forward KL
         of ``flow`` on draws ``x`` with path log-weights ``log_w`` (detached; within each

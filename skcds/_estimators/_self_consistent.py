@@ -347,13 +347,6 @@ class SelfConsistentSampler(FlowStudentMixin, DiffusionSampler):
                 self._flow_ema = EMA(self.flow_)
             self._flow_ema.update(self.flow_)
 
-    def _check_conditional_support(self) -> None:
-        if self._conditional and self.student != "flow":
-            raise ValueError(
-                "SelfConsistentSampler learns a family of densities (a ConditionalEnergy) "
-                f"with student='flow' only; got student={self.student!r}."
-            )
-
     def _build_more(self, generator: torch.Generator) -> None:
         """The flow student, at the scale of the untrained sampler's SDE draws."""
         self.flow_, self._flow_ema = None, None
